@@ -1,0 +1,572 @@
+"""Typed, frozen configs: the only place defaults live, and the one validator for YAML/JSON input.
+
+A trial config is a tree of frozen dataclasses. :func:`config_from_dict` builds one from plain
+data, rejecting unknown keys (with a closest-match suggestion), wrong types and impossible
+values, each as a one-line :class:`~gan_hpc.errors.SpecError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from gan_hpc.errors import SpecError
+
+T = TypeVar("T")
+
+DataFormat = Literal[
+    "arff", "csv", "idx", "npz", "npy", "pixels_csv", "mat", "frf_excel", "synthetic_frf"
+]
+NumericTransform = Literal["quantile", "minmax"]
+CategoricalEncoding = Literal["onehot", "codes"]
+MissingPolicy = Literal["category", "drop_rows"]
+FrfRepresentation = Literal["log_magnitude", "magnitude", "real_imag"]
+SignalScaling = Literal["global", "per_frequency"]
+ModelFamily = Literal["mlp", "dcgan", "conv1d"]
+Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
+Norm = Literal["none", "batch", "layer", "spectral"]
+OutputActivation = Literal["auto", "tanh", "sigmoid", "none"]
+Conditioning = Literal["concat", "projection"]
+TabularHead = Literal["softmax", "gumbel"]
+LatentDistribution = Literal["normal", "uniform"]
+LossName = Literal["bce", "bce_logits", "hinge", "lsgan", "wasserstein", "wgan_gp"]
+OptimizerName = Literal["adam", "sgd", "rmsprop"]
+Device = Literal["auto", "cpu", "cuda"]
+Mode = Literal["min", "max"]
+
+
+class ConfigValueError(ValueError):
+    """Raised by a config's ``__post_init__``; the loader prefixes the file and the dotted key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`ConfigValueError` for ``key`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigValueError(key, message)
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, slots=True)
+class CsvOptions:
+    """How to read a delimited text file (CSV/TSV)."""
+
+    delimiter: Optional[str] = None  # None: detected from the first lines
+    has_header: bool = True
+    column_names: tuple[str, ...] = ()  # names for a headerless file
+    skip_rows: int = 0  # leading lines to skip (e.g. adult.test's "|1x3 Cross validator")
+    missing_values: tuple[str, ...] = ("?",)
+    categorical_columns: tuple[str, ...] = ()  # force these to categorical even if numeric
+
+    def __post_init__(self) -> None:
+        _require(self.skip_rows >= 0, "skip_rows", f"must be >= 0, got {self.skip_rows}")
+        _require(
+            self.delimiter is None or len(self.delimiter) == 1 or self.delimiter == r"\s+",
+            "delimiter",
+            f"must be one character (or null to detect), got {self.delimiter!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """Where labels and arrays live in image files (IDX, NPZ/NPY, CSV of pixels)."""
+
+    labels_path: Optional[str] = None  # IDX/NPY labels file beside the images
+    images_key: Optional[str] = None  # NPZ member holding images (None: the only/first 3-D+ array)
+    labels_key: Optional[str] = None  # NPZ member holding labels
+    label_column: Optional[int] = -1  # pixels_csv: index of the label column (None: no labels)
+    image_shape: tuple[int, ...] = ()  # (H, W) for flat pixels; () infers a square
+
+
+@dataclass(frozen=True, slots=True)
+class MatOptions:
+    """Which variable of a MATLAB v5 file to read, and how to shape its rows."""
+
+    variable: Optional[str] = None  # None: the only non-meta variable
+    samples_axis: Literal[0, 1] = 0  # axis that indexes samples
+    pad_to_square: bool = True  # zero-pad flat rows to the next square side (4734 -> 69x69)
+
+
+@dataclass(frozen=True, slots=True)
+class FrfOptions:
+    """The FRF Excel layout: a coordinates table naming one Excel file per excitation point."""
+
+    coordinates_file: str = "coordinates.xlsx"
+    frf_folder: Optional[str] = None  # None: beside the coordinates file, or its 'frf/' folder
+    file_column: Optional[str] = None  # None: the column whose values are file names
+    coordinate_columns: tuple[str, ...] = ()  # () : every numeric column
+    representation: FrfRepresentation = "log_magnitude"
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticFrfConfig:
+    """The built-in simply supported plate simulator (modal superposition)."""
+
+    num_points: int = 300
+    layout: Literal["random", "grid"] = "random"
+    length_x_m: float = 0.6
+    length_y_m: float = 0.4
+    thickness_m: float = 0.003
+    youngs_modulus_pa: float = 70e9
+    poisson_ratio: float = 0.33
+    density_kg_m3: float = 2700.0
+    damping_ratio: float = 0.02
+    num_modes_per_axis: int = 6
+    freq_min_hz: float = 5.0
+    freq_max_hz: float = 400.0
+    num_frequencies: int = 128
+    response_point: tuple[float, float] = (0.37, 0.23)  # fractions of the plate sides
+    noise_std: float = 0.0  # relative Gaussian noise on the complex FRF
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.num_points >= 4, "num_points", f"need at least 4, got {self.num_points}")
+        _require(self.num_frequencies >= 8, "num_frequencies", "need at least 8 frequencies")
+        _require(
+            0 < self.freq_min_hz < self.freq_max_hz,
+            "freq_min_hz",
+            f"need 0 < freq_min_hz < freq_max_hz, got {self.freq_min_hz}..{self.freq_max_hz}",
+        )
+        _require(0 < self.damping_ratio < 1, "damping_ratio", "must be in (0, 1)")
+        _require(-1 < self.poisson_ratio < 0.5, "poisson_ratio", "must be in (-1, 0.5)")
+        for name in ("length_x_m", "length_y_m", "thickness_m", "youngs_modulus_pa", "density_kg_m3"):
+            _require(getattr(self, name) > 0, name, "must be > 0")
+        _require(self.num_modes_per_axis >= 1, "num_modes_per_axis", "must be >= 1")
+        _require(
+            all(0 < f < 1 for f in self.response_point),
+            "response_point",
+            "both fractions must be in (0, 1)",
+        )
+        _require(self.noise_std >= 0, "noise_std", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Which data a trial trains on, how it is transformed and split."""
+
+    format: Optional[DataFormat] = None  # None: inferred from the file suffix
+    path: Optional[str] = None
+    test_path: Optional[str] = None  # a separate held-out test file (e.g. adult.test.arff)
+    drop_columns: tuple[str, ...] = ()
+    conditional: bool = False  # condition on labels / condition_column / FRF coordinates
+    condition_column: Optional[str] = None  # tabular: the categorical column to condition on
+    numeric_transform: NumericTransform = "quantile"
+    minmax_range: tuple[float, float] = (-1.0, 1.0)
+    categorical_encoding: CategoricalEncoding = "onehot"
+    missing: MissingPolicy = "category"
+    signal_scaling: SignalScaling = "global"
+    max_rows: Optional[int] = None  # seeded subsample, for quick runs
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1  # ignored when test_path is given
+    split_seed: int = 0
+    use_cache: bool = True
+    cache_dir: Optional[str] = None  # None: $GAN_HPC_CACHE_DIR or ~/.cache/gan_hpc
+    csv: CsvOptions = field(default_factory=CsvOptions)
+    images: ImageOptions = field(default_factory=ImageOptions)
+    mat: MatOptions = field(default_factory=MatOptions)
+    frf: FrfOptions = field(default_factory=FrfOptions)
+    synthetic: SyntheticFrfConfig = field(default_factory=SyntheticFrfConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.path is not None or self.format == "synthetic_frf",
+            "path",
+            "is required unless format is 'synthetic_frf'",
+        )
+        low, high = self.minmax_range
+        _require(low < high, "minmax_range", f"low {low} >= high {high} (swap them)")
+        _require(0 < self.val_fraction < 0.5, "val_fraction", "must be in (0, 0.5)")
+        _require(0 < self.test_fraction < 0.5, "test_fraction", "must be in (0, 0.5)")
+        _require(
+            self.val_fraction + self.test_fraction < 0.9,
+            "val_fraction",
+            "val_fraction + test_fraction must leave at least 10% for training",
+        )
+        _require(
+            self.max_rows is None or self.max_rows >= 10, "max_rows", "must be >= 10 or null"
+        )
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """Shape of one network (generator or discriminator)."""
+
+    depth: int = 2  # hidden layers (MLP) or conv blocks (dcgan/conv1d)
+    width: int = 128  # hidden units (MLP) or base channels (conv)
+    activation: Activation = "leaky_relu"
+    dropout: float = 0.0
+    norm: Norm = "none"
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
+        _require(4 <= self.width <= 4096, "width", f"must be in 4..4096, got {self.width}")
+        _require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Generator/discriminator family and their shared settings."""
+
+    family: ModelFamily = "mlp"
+    latent_dim: int = 64
+    latent_distribution: LatentDistribution = "normal"
+    generator: NetworkConfig = field(default_factory=lambda: NetworkConfig(norm="batch"))
+    discriminator: NetworkConfig = field(default_factory=NetworkConfig)
+    output_activation: OutputActivation = "auto"  # auto: per data kind and transform
+    conditioning: Conditioning = "concat"
+    condition_embedding_dim: int = 16
+    tabular_head: TabularHead = "softmax"
+    gumbel_tau: float = 0.5
+    use_ema: bool = True
+    ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.latent_dim <= 4096, "latent_dim", "must be in 1..4096")
+        _require(self.condition_embedding_dim >= 1, "condition_embedding_dim", "must be >= 1")
+        _require(self.gumbel_tau > 0, "gumbel_tau", "must be > 0")
+        _require(0 < self.ema_decay < 1, "ema_decay", f"must be in (0, 1), got {self.ema_decay}")
+
+
+@dataclass(frozen=True, slots=True)
+class LossConfig:
+    """The adversarial loss and its knobs."""
+
+    name: LossName = "bce_logits"
+    n_critic: int = 1  # discriminator steps per generator step
+    clip_value: float = 0.01  # wasserstein weight clipping to [-c, c]
+    gp_lambda: float = 10.0  # wgan_gp gradient-penalty weight
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.n_critic <= 20, "n_critic", "must be in 1..20")
+        _require(self.clip_value > 0, "clip_value", "must be > 0")
+        _require(self.gp_lambda >= 0, "gp_lambda", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizerConfig:
+    """One network's optimiser."""
+
+    name: OptimizerName = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    momentum: float = 0.0  # sgd / rmsprop
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.lr < 1, "lr", f"must be in (0, 1), got {self.lr}")
+        _require(all(0 <= b < 1 for b in self.betas), "betas", "each must be in [0, 1)")
+        _require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class OptimConfig:
+    """Separate optimisers for the two networks."""
+
+    generator: OptimizerConfig = field(default_factory=OptimizerConfig)
+    discriminator: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """The training loop: budget, evaluation cadence, checkpoints, devices."""
+
+    batch_size: int = 64  # per rank
+    num_steps: int = 1000  # generator updates
+    eval_every_steps: int = 100  # convergence metrics, report, checkpoint
+    keep_last_checkpoints: int = 2
+    seed: int = 0
+    device: Device = "auto"
+    use_bf16: bool = False  # autocast on GPU only
+    num_threads: int = 1  # torch intra-op threads per rank (1 on a 2-core machine)
+    max_grad_norm: Optional[float] = None  # clip gradient norms when set
+    num_tensorboard_samples: int = 64
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.batch_size <= 1 << 16, "batch_size", "must be in 1..65536")
+        _require(self.num_steps >= 1, "num_steps", "must be >= 1")
+        _require(self.eval_every_steps >= 1, "eval_every_steps", "must be >= 1")
+        _require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", "must be >= 1")
+        _require(self.num_threads >= 1, "num_threads", "must be >= 1")
+        _require(
+            self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConvergenceConfig:
+    """The seeds' convergence gate and the ranking score."""
+
+    d_acc_min: float = 0.80  # discriminator accuracy on held-out real vs fresh fakes
+    fooling_rate_min: float = 0.40  # share of generated samples D calls real
+    num_eval_samples: int = 1000  # fakes for the fooling rate / D accuracy
+    score: str = "d_loss_gap"  # metric that ranks trials within a gate group
+    score_mode: Mode = "min"
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.d_acc_min <= 1, "d_acc_min", "must be in [0, 1]")
+        _require(0 <= self.fooling_rate_min <= 1, "fooling_rate_min", "must be in [0, 1]")
+        _require(self.num_eval_samples >= 10, "num_eval_samples", "must be >= 10")
+
+
+@dataclass(frozen=True, slots=True)
+class TrialConfig:
+    """Everything one trial needs; ``config.json`` in a trial directory is this, as a dict."""
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(format="synthetic_frf"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), JSON- and YAML-ready."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> TrialConfig:
+        """Build and validate from plain data; errors name ``source`` and the key."""
+        return config_from_dict(cls, data, source=source)
+
+
+# ----------------------------------------------------------------------------- the machinery
+
+
+def config_to_dict(config: Any) -> Any:
+    """Convert a config dataclass tree to plain dicts/lists."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (tuple, list)):
+        return [config_to_dict(v) for v in config]
+    if isinstance(config, Mapping):
+        return {k: config_to_dict(v) for k, v in config.items()}
+    return config
+
+
+def config_from_dict(cls: type[T], data: Any, *, source: str = "config", prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from ``data``, validating every key, type and value.
+
+    Args:
+        cls: a frozen config dataclass.
+        data: a mapping of field names to values (nested mappings for nested configs).
+        source: what to name in errors (usually the file path).
+        prefix: dotted path of ``data`` inside the whole document.
+
+    Raises:
+        SpecError: one line naming ``source``, the dotted key and the fix.
+    """
+    where = prefix or "(top level)"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: {where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(names)})"
+            raise SpecError(f"{source}: {dotted}: unknown key '{key}'{hint}")
+        kwargs[key] = _coerce(hints[key], value, source=source, dotted=dotted)
+    try:
+        return cls(**kwargs)
+    except ConfigValueError as exc:
+        dotted = f"{prefix}.{exc.key}" if prefix else exc.key
+        raise SpecError(f"{source}: {dotted}: {exc.message}") from None
+
+
+def _type_name(tp: Any) -> str:
+    """Readable name of a type hint for error messages."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, *, source: str, dotted: str) -> Any:
+    """Check ``value`` against the hint ``tp`` and convert lists to tuples, dicts to configs."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return config_from_dict(tp, value, source=source, prefix=dotted)  # type: ignore[arg-type]
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, source=source, dotted=dotted)
+            except SpecError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise SpecError(f"{source}: {dotted}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value in allowed and type(value) is type(allowed[allowed.index(value)]):
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        choices = ", ".join(repr(a) for a in allowed)
+        raise SpecError(f"{source}: {dotted}: {value!r} is not one of {choices}{hint}")
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{source}: {dotted}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(
+                _coerce(args[0], v, source=source, dotted=f"{dotted}[{i}]")
+                for i, v in enumerate(value)
+            )
+        if len(value) != len(args):
+            raise SpecError(f"{source}: {dotted}: expected {len(args)} values, got {len(value)}")
+        return tuple(
+            _coerce(a, v, source=source, dotted=f"{dotted}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value))
+        )
+    if origin is dict:
+        key_tp, value_tp = get_args(tp)
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{source}: {dotted}: expected a mapping, got {value!r}")
+        return {
+            _coerce(key_tp, k, source=source, dotted=dotted): _coerce(
+                value_tp, v, source=source, dotted=f"{dotted}.{k}"
+            )
+            for k, v in value.items()
+        }
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise SpecError(f"{source}: {dotted}: unsupported config type {tp!r}")
+    raise SpecError(f"{source}: {dotted}: expected {_type_name(tp)}, got {value!r}")
+
+
+def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:
+    """Parse ``key.path=value``; the value is a Python/YAML literal or a bare string."""
+    if "=" not in text:
+        raise SpecError(f"{source}: {text!r}: expected key=value (e.g. train.num_steps=200)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise SpecError(f"{source}: {text!r}: empty key")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+    return key, value
+
+
+def apply_overrides(
+    document: Mapping[str, Any], overrides: Sequence[str], *, root: str = ""
+) -> dict[str, Any]:
+    """Return a deep copy of ``document`` with each ``key.path=value`` override set.
+
+    Args:
+        document: the plain config document.
+        overrides: ``key=value`` strings.
+        root: a block that keys are relative to (e.g. ``base`` in a sweep spec), unless a key
+            already starts with a top-level block name of the document.
+    """
+    result = _deep_copy(document)
+    for text in overrides:
+        key, value = parse_override(text)
+        parts = key.split(".")
+        if root and parts[0] not in result:
+            parts = [root, *parts]
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(value: Any) -> Any:
+    """Copy nested dicts/lists."""
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; one-line errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}:{line}: invalid YAML: {problem}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(document).__name__}")
+    return document
+
+
+def load_trial_config(path: Path, overrides: Sequence[str] = ()) -> TrialConfig:
+    """Load a trial config from YAML/JSON; a sweep spec's ``base:`` block is taken as the trial."""
+    document = load_yaml(path)
+    if "base" in document:  # a sweep spec: train its base trial config
+        document = document.get("base") or {}
+    document = apply_overrides(document, overrides)
+    return TrialConfig.from_dict(document, source=str(path))

@@ -1,0 +1,151 @@
+"""The trial directory: the contract between the trainer, the launchers, the sweep and export.
+
+Everything a trial is lives here, so any process can pick it up::
+
+    <trial_dir>/config.json        the full TrialConfig, written before launch, never changed
+    <trial_dir>/metrics.jsonl      append-only, one record per evaluation, rank 0, fsynced
+    <trial_dir>/status.json        state, job id, restart count, last step (atomic writes)
+    <trial_dir>/result.json        the final summary: best and last checkpoint metrics
+    <trial_dir>/checkpoints/       step-<N>.pt (newest K) and best.pt, atomic writes
+    <trial_dir>/tensorboard/       event files
+    <trial_dir>/logs/              stdout/stderr of each rank (local launcher)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from gan_hpc.config import TrialConfig
+from gan_hpc.errors import GanHpcError, SpecError
+from gan_hpc.files import atomic_write_json, read_json, read_jsonl
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+STATUS_FILE = "status.json"
+RESULT_FILE = "result.json"
+CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+LOGS_DIR = "logs"
+
+# Exit statuses of `python -m gan_hpc.train`; the launcher reads status.json for the details.
+EXIT_OK = 0  # finished, or diverged (status.json says which)
+EXIT_FAILED = 1  # an unexpected exception
+EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
+EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
+
+TrialState = Literal["pending", "running", "finished", "diverged", "preempted", "failed", "stopped"]
+FINAL_STATES: frozenset[str] = frozenset({"finished", "diverged", "failed", "stopped"})
+
+
+@dataclass(frozen=True, slots=True)
+class TrialStatus:
+    """The content of ``status.json``."""
+
+    state: TrialState = "pending"
+    step: int = 0
+    job_id: Optional[str] = None
+    restart_count: int = 0
+    message: str = ""
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dataclasses.asdict(self)
+
+
+class TrialDir:
+    """Paths and reads/writes of one trial directory."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        """``config.json``."""
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.jsonl``."""
+        return self.path / METRICS_FILE
+
+    @property
+    def status_path(self) -> Path:
+        """``status.json``."""
+        return self.path / STATUS_FILE
+
+    @property
+    def result_path(self) -> Path:
+        """``result.json``."""
+        return self.path / RESULT_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``."""
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        """``tensorboard/``."""
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def logs(self) -> Path:
+        """``logs/``."""
+        return self.path / LOGS_DIR
+
+    def write_config(self, config: TrialConfig) -> None:
+        """Write ``config.json`` (refuses to change an existing, different one)."""
+        payload = config.to_dict()
+        if self.config_path.exists():
+            existing = read_json(self.config_path)
+            if existing != payload:
+                raise SpecError(
+                    f"{self.config_path}: a different config is already there; "
+                    "use a new --out directory or pass --resume to continue the old run"
+                )
+            return
+        atomic_write_json(self.config_path, payload)
+
+    def read_config(self) -> TrialConfig:
+        """Read and validate ``config.json``."""
+        if not self.config_path.exists():
+            raise SpecError(f"{self.config_path}: missing; is {self.path} a trial directory?")
+        return TrialConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
+
+    def read_status(self) -> TrialStatus:
+        """Read ``status.json`` (pending when absent; a corrupt one reads as pending too)."""
+        try:
+            data = read_json(self.status_path)
+        except GanHpcError:
+            return TrialStatus()
+        fields = {f.name for f in dataclasses.fields(TrialStatus)}
+        return TrialStatus(**{k: v for k, v in data.items() if k in fields})
+
+    def write_status(self, status: TrialStatus) -> None:
+        """Write ``status.json`` atomically, stamping the time."""
+        atomic_write_json(self.status_path, dataclasses.replace(status, updated_at=time.time()).to_dict())
+
+    def update_status(self, **changes: Any) -> TrialStatus:
+        """Read, change some fields, write back; returns the new status."""
+        status = dataclasses.replace(self.read_status(), **changes)
+        self.write_status(status)
+        return status
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All metric records (a torn last line is skipped)."""
+        return read_jsonl(self.metrics_path)
+
+    def read_result(self) -> Optional[dict[str, Any]]:
+        """``result.json`` when the trial has ended, else None."""
+        if not self.result_path.exists():
+            return None
+        try:
+            data = read_json(self.result_path)
+        except GanHpcError:
+            return None
+        return data if isinstance(data, dict) else None
