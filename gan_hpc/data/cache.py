@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gan_hpc.config import DataConfig, config_to_dict
+from gan_hpc.data.paths import _resolve_beside
 from gan_hpc.data.readers import format_for_path
 from gan_hpc.errors import DataError
 from gan_hpc.files import atomic_write_bytes, atomic_write_json
@@ -107,14 +108,6 @@ def _format_of(config: DataConfig, path: Path) -> str | None:
 def _files_under(folder: Path) -> list[Path]:
     """Every file below ``folder``, sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def _resolve_beside(base: Path, name: str) -> Path:
-    """``name`` as given when absolute or present from the cwd, else beside ``base``."""
-    candidate = Path(name)
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    return base.parent / candidate
 
 
 def source_hash(file_hashes: Sequence[str]) -> str:
