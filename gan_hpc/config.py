@@ -222,13 +222,20 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GeneratorNetworkConfig(NetworkConfig):
+    """The generator's shape: as :class:`NetworkConfig`, with BatchNorm by default (DCGAN)."""
+
+    norm: Norm = "batch"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Generator/discriminator family and their shared settings."""
 
     family: ModelFamily = "mlp"
     latent_dim: int = 64
     latent_distribution: LatentDistribution = "normal"
-    generator: NetworkConfig = field(default_factory=lambda: NetworkConfig(norm="batch"))
+    generator: GeneratorNetworkConfig = field(default_factory=GeneratorNetworkConfig)
     discriminator: NetworkConfig = field(default_factory=NetworkConfig)
     output_activation: OutputActivation = "auto"  # auto: per data kind and transform
     conditioning: Conditioning = "concat"

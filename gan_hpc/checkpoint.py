@@ -1,0 +1,145 @@
+"""Checkpoints: state dicts plus the config that rebuilds them, written atomically.
+
+A checkpoint is a ``torch.save`` of plain containers of tensors and numbers, read back with
+``torch.load(weights_only=True)``, so loading never unpickles code. Files are
+``checkpoints/step-<N>.pt`` (the newest K kept) and ``checkpoints/best.pt``.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from gan_hpc._logging import get_logger
+from gan_hpc.errors import CheckpointError
+from gan_hpc.files import atomic_write_bytes
+
+logger = get_logger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+BEST_NAME = "best.pt"
+_STEP_PATTERN = re.compile(r"^step-(\d+)\.pt$")
+
+
+def step_checkpoint_name(step: int) -> str:
+    """File name of the checkpoint taken after ``step`` generator updates."""
+    return f"step-{step:08d}.pt"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch, numpy and python RNG states as weights-only-loadable data."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Serialise ``state`` and write it atomically (temp file, fsync, rename)."""
+    buffer = io.BytesIO()
+    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without unpickling code.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a checkpoint, or from a newer format.
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError for bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({reason[:120]}); it is truncated or corrupt, "
+            "delete it to fall back to an older one"
+        ) from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path}: not a gan-hpc checkpoint (no format_version)")
+    if int(state["format_version"]) > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {state['format_version']} is newer than this gan-hpc "
+            f"reads ({CHECKPOINT_FORMAT_VERSION}); upgrade gan-hpc"
+        )
+    return state
+
+
+def list_step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``step-<N>.pt`` in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _STEP_PATTERN.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint found on disk and the state read from it."""
+
+    path: Path
+    step: int
+    state: dict[str, Any]
+
+
+def load_latest_valid(
+    directory: Path, map_location: str | torch.device = "cpu"
+) -> Optional[LoadedCheckpoint]:
+    """The newest checkpoint that loads; truncated or corrupt ones are skipped with a warning."""
+    for step, path in reversed(list_step_checkpoints(directory)):
+        try:
+            state = load_checkpoint(path, map_location=map_location)
+        except CheckpointError as exc:
+            logger.warning("skipping %s", exc)
+            continue
+        return LoadedCheckpoint(path=path, step=step, state=state)
+    return None
+
+
+def prune_step_checkpoints(directory: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (``best.pt`` is separate)."""
+    for _, path in list_step_checkpoints(directory)[:-keep_last]:
+        path.unlink(missing_ok=True)

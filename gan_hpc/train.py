@@ -1,0 +1,640 @@
+"""One trial: DDP GAN training with exact checkpoint/resume and the seeds' convergence criteria.
+
+Runs as a plain program, with no Ray, Optuna or submitit imported, so any launcher can wrap it::
+
+    python -m gan_hpc.train TRIAL_DIR                 # TRIAL_DIR/config.json
+    python -m gan_hpc.train CONFIG.yaml --out DIR     # a trial config or a sweep spec's base
+    torchrun --nproc-per-node 2 -m gan_hpc.train CONFIG.yaml --out DIR
+
+Exit statuses are in :mod:`gan_hpc.trial_dir` (0 finished or diverged, 2 bad input,
+75 checkpointed on SIGTERM/SIGUSR1 and asking to be run again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from gan_hpc import convergence as names
+from gan_hpc._logging import configure, get_logger
+from gan_hpc.checkpoint import (
+    BEST_NAME,
+    capture_rng_state,
+    load_latest_valid,
+    prune_step_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+    step_checkpoint_name,
+)
+from gan_hpc.config import OptimizerConfig, TrialConfig, load_trial_config
+from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
+from gan_hpc.data.datasets import PreparedData, load_dataset
+from gan_hpc.distributed import (
+    DistEnv,
+    all_reduce_mean,
+    any_rank,
+    dist_env_from_environ,
+    process_group,
+    select_device,
+)
+from gan_hpc.errors import GanHpcError, SpecError
+from gan_hpc.files import append_jsonl, atomic_write_json
+from gan_hpc.losses import LossPair, clip_weights, get_loss, gradient_penalty
+from gan_hpc.models import (
+    ExponentialMovingAverage,
+    build_models,
+    sample_condition,
+    sample_latent,
+    unwrap_model,
+)
+from gan_hpc.trial_dir import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    TrialDir,
+)
+from gan_hpc.visuals import log_sample_pictures
+
+logger = get_logger(__name__)
+
+Report = Callable[[Mapping[str, float], Optional[Path]], None]
+
+# Under DDP every rank must see a stop request at the same step, which costs an all-reduce;
+# checking every few steps keeps that off the hot path (SLURM's warning comes minutes early).
+STOP_CHECK_EVERY_STEPS = 10
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """How a trial ended; ``result.json`` holds this."""
+
+    state: str
+    step: int
+    wall_time_s: float
+    best: Optional[dict[str, Any]] = None
+    last: Optional[dict[str, Any]] = None
+    replica_fingerprints: tuple[str, ...] = ()  # generator parameters' hash on each rank
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return {
+            "state": self.state,
+            "step": self.step,
+            "wall_time_s": self.wall_time_s,
+            "best": self.best,
+            "last": self.last,
+            "replica_fingerprints": list(self.replica_fingerprints),
+        }
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGTERM/SIGUSR1 (what SLURM sends before preemption or the time limit)."""
+
+    signal_name: Optional[str] = None
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signal_name is not None
+
+
+@dataclass
+class LossWindow:
+    """Training losses summed since the last evaluation (kept on device: no sync per step)."""
+
+    d_loss: Optional[torch.Tensor] = None
+    g_loss: Optional[torch.Tensor] = None
+    num_steps: int = 0
+    started_at: float = field(default_factory=time.perf_counter)
+
+    def add(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
+        """Accumulate one step's losses."""
+        self.d_loss = d_loss.float() if self.d_loss is None else self.d_loss + d_loss.float()
+        self.g_loss = g_loss.float() if self.g_loss is None else self.g_loss + g_loss.float()
+        self.num_steps += 1
+
+    def means(self) -> dict[str, float]:
+        """Mean losses over the window."""
+        count = max(self.num_steps, 1)
+        return {
+            names.D_LOSS: float(self.d_loss if self.d_loss is not None else 0.0) / count,
+            names.G_LOSS: float(self.g_loss if self.g_loss is not None else 0.0) / count,
+        }
+
+
+def _no_report(metrics: Mapping[str, float], checkpoint: Optional[Path]) -> None:
+    """The default ``report``: the trial directory already has everything."""
+
+
+def train_trial(
+    config: TrialConfig,
+    run_dir: Path,
+    report: Optional[Report] = None,
+    *,
+    stop_after_step: Optional[int] = None,
+) -> TrialResult:
+    """Train one GAN trial in ``run_dir``, resuming from its newest valid checkpoint.
+
+    Args:
+        config: the trial config (written to ``run_dir/config.json`` by the caller or here).
+        run_dir: the trial directory (see :mod:`gan_hpc.trial_dir`).
+        report: called on rank 0 after each evaluation with the metrics and the checkpoint.
+        stop_after_step: end this run after that step (a checkpoint is written there) without
+            changing the config, so a later run resumes; for tests and quick looks.
+
+    Returns:
+        How the trial ended; ``state`` is ``finished``, ``diverged`` or ``preempted``.
+    """
+    report = report or _no_report
+    trial = TrialDir(run_dir)
+    env = dist_env_from_environ()
+    torch.set_num_threads(config.train.num_threads)
+    device = select_device(config.train.device, env)
+    started = time.perf_counter()
+    with process_group(env, device), _stop_signals() as stop:
+        if env.is_main:
+            trial.write_config(config)
+            trial.update_status(state="running", message="")
+        cfg = config
+        loss = get_loss(cfg.loss.name)
+
+        # ---- data, models, optimisers: identical initial weights on every rank
+        data = load_dataset(cfg.data)
+        torch.manual_seed(cfg.train.seed)
+        generator, discriminator = build_models(cfg.model, data.schema)
+        generator.to(device)
+        discriminator.to(device)
+        ema = ExponentialMovingAverage(model=generator, decay=cfg.model.ema_decay) if cfg.model.use_ema else None
+        optimizer_g = build_optimizer(generator.parameters(), cfg.optim.generator)
+        optimizer_d = build_optimizer(discriminator.parameters(), cfg.optim.discriminator)
+
+        # ---- resume from the newest valid checkpoint in the trial directory
+        step, epoch, batch_in_epoch = 0, 0, 0
+        best: Optional[dict[str, Any]] = None
+        last: Optional[dict[str, Any]] = None
+        resumed = load_latest_valid(trial.checkpoints, map_location=device)
+        if resumed is not None:
+            state = resumed.state
+            generator.load_state_dict(state["generator"])
+            discriminator.load_state_dict(state["discriminator"])
+            optimizer_g.load_state_dict(state["optimizer_generator"])
+            optimizer_d.load_state_dict(state["optimizer_discriminator"])
+            if ema is not None and state.get("ema") is not None:
+                ema.load_state_dict(state["ema"])
+            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            best, last = state.get("best"), state.get("last")
+            _restore_rank_rng(state["rng"], env, cfg.train.seed, step)
+            logger.info("resumed %s from %s (step %d)", trial.path, resumed.path.name, step)
+        else:
+            torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
+
+        if env.is_distributed:
+            generator = DistributedDataParallel(generator, device_ids=_device_ids(device))
+            discriminator = DistributedDataParallel(discriminator, device_ids=_device_ids(device))
+
+        # ---- the loop: n_critic discriminator steps, then one generator step
+        train_x = data.train.x.to(device)
+        train_cond = data.train.cond.to(device) if data.train.cond is not None else None
+        batches = _batches(len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch)
+        autocast = _autocast(cfg, device)
+        writer = _tensorboard_writer(trial) if env.is_main else None
+        window = LossWindow()
+        end_step = min(cfg.train.num_steps, stop_after_step or cfg.train.num_steps)
+        outcome = "finished"
+        while step < end_step:
+            for _ in range(cfg.loss.n_critic):
+                epoch, batch_in_epoch, index = next(batches)
+                real_x = train_x[index]
+                real_cond = train_cond[index] if train_cond is not None else None
+                d_loss = discriminator_step(
+                    generator, discriminator, optimizer_d, loss, cfg, real_x, real_cond, device, autocast
+                )
+            g_loss = generator_step(generator, discriminator, optimizer_g, loss, cfg, data, len(real_x), device, autocast)
+            if ema is not None:
+                ema.update(generator)
+            step += 1
+            window.add(d_loss, g_loss)
+
+            stop_now = False
+            if step % STOP_CHECK_EVERY_STEPS == 0 or not env.is_distributed:
+                (stop_now,) = any_rank((stop.requested,), env, device)
+            is_eval_step = step % cfg.train.eval_every_steps == 0 or step == end_step
+            if not (is_eval_step or stop_now):
+                continue
+
+            # ---- evaluate (all ranks), then side effects on rank 0 only
+            training = all_reduce_mean(window.means(), env, device)
+            if not all(math.isfinite(v) for v in training.values()):
+                outcome = "diverged"
+                logger.warning(
+                    "trial %s diverged: non-finite loss before step %d (%s); keeping the last good checkpoint",
+                    trial.path,
+                    step,
+                    ", ".join(f"{k}={v}" for k, v in training.items()),
+                )
+                break
+            grad_norms = {
+                names.D_GRAD_NORM: _grad_norm(discriminator),
+                names.G_GRAD_NORM: _grad_norm(generator),
+            }
+            eval_generator = ema.module if ema is not None else unwrap_model(generator)
+            convergence = evaluate_convergence(
+                generator=eval_generator,
+                discriminator=unwrap_model(discriminator),
+                loss=loss,
+                real_x=data.val.x[env.rank :: env.world_size],
+                real_cond=data.val.cond[env.rank :: env.world_size] if data.val.cond is not None else None,
+                num_fakes=max(cfg.convergence.num_eval_samples // env.world_size, 1),
+                model_config=cfg.model,
+                schema=data.schema,
+                rng=_eval_rng(cfg.train.seed, step, env.rank, device),
+                batch_size=max(cfg.train.batch_size, 256),
+                device=device,
+            )
+            metrics = all_reduce_mean({**training, **grad_norms, **convergence}, env, device)
+            elapsed = time.perf_counter() - window.started_at
+            metrics[names.SAMPLES_PER_S] = (
+                window.num_steps * cfg.train.batch_size * cfg.loss.n_critic * env.world_size / max(elapsed, 1e-9)
+            )
+            metrics[names.CONVERGED] = 1.0 if gate_holds(metrics, cfg.convergence) else 0.0
+            window = LossWindow()
+
+            checkpoint_name = step_checkpoint_name(step)
+            record = {"step": step, "metrics": metrics, "checkpoint": f"checkpoints/{checkpoint_name}"}
+            is_best = best is None or selection_key(metrics, cfg.convergence) > selection_key(
+                best["metrics"], cfg.convergence
+            )
+            if is_best:
+                best = {**record, "checkpoint": f"checkpoints/{BEST_NAME}"}
+            last = record
+            rng_states = _gather_rng_states(env)
+            if env.is_main:
+                state = {
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                    "generator": unwrap_model(generator).state_dict(),
+                    "discriminator": unwrap_model(discriminator).state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer_generator": optimizer_g.state_dict(),
+                    "optimizer_discriminator": optimizer_d.state_dict(),
+                    "rng": rng_states,
+                    "config": cfg.to_dict(),
+                    "schema": data.schema.to_dict(),
+                    "best": best,
+                    "last": last,
+                }
+                checkpoint_path = trial.checkpoints / checkpoint_name
+                save_checkpoint(checkpoint_path, state)
+                if is_best:
+                    save_checkpoint(trial.checkpoints / BEST_NAME, state)
+                prune_step_checkpoints(trial.checkpoints, cfg.train.keep_last_checkpoints)
+                wall_time = time.perf_counter() - started
+                append_jsonl(
+                    trial.metrics_path,
+                    {names.STEP: step, names.EPOCH: epoch, names.WALL_TIME_S: wall_time, **metrics},
+                )
+                trial.update_status(state="running", step=step)
+                if writer is not None:
+                    _log_tensorboard(writer, step, metrics, eval_generator, data, cfg, device)
+
+                report({names.STEP: float(step), **metrics}, checkpoint_path)
+            if stop_now:
+                outcome = "preempted"
+                logger.info("stop requested (%s): checkpointed at step %d", stop.signal_name, step)
+                break
+
+        if outcome == "finished" and step < cfg.train.num_steps:
+            outcome = "paused"  # stopped by stop_after_step; resumes later
+        fingerprints = _replica_fingerprints(unwrap_model(generator), env)
+        if len(set(fingerprints)) > 1:
+            logger.warning("trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints)
+        result = TrialResult(
+            state=outcome,
+            step=step,
+            wall_time_s=time.perf_counter() - started,
+            best=best,
+            last=last,
+            replica_fingerprints=tuple(fingerprints),
+        )
+        if env.is_main:
+            if writer is not None:
+                writer.close()
+            status_state = {"paused": "preempted"}.get(outcome, outcome)
+            trial.update_status(state=status_state, step=step)
+            if outcome in ("finished", "diverged"):
+                atomic_write_json(trial.result_path, result.to_dict())
+        return result
+
+
+def discriminator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: LossPair,
+    cfg: TrialConfig,
+    real_x: torch.Tensor,
+    real_cond: Optional[torch.Tensor],
+    device: torch.device,
+    autocast: Any,
+) -> torch.Tensor:
+    """One discriminator update on a real batch and as many fresh fakes; returns the loss."""
+    batch = len(real_x)
+    # fakes carry the real batch's condition, so D compares like with like
+    with torch.no_grad(), autocast:
+        z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+        fake_x = generator(z, real_cond)
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        real_scores = discriminator(real_x, real_cond).float()
+        fake_scores = discriminator(fake_x.detach(), real_cond).float()
+    d_loss = loss.d_loss(real_scores, fake_scores)
+    if loss.uses_gradient_penalty:
+        d_loss = d_loss + cfg.loss.gp_lambda * gradient_penalty(
+            unwrap_model(discriminator), real_x, fake_x.detach().to(real_x.dtype), real_cond
+        )
+    d_loss.backward()
+    if cfg.train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.train.max_grad_norm)
+    optimizer.step()
+    if loss.uses_weight_clipping:
+        clip_weights(discriminator, cfg.loss.clip_value)
+    return d_loss.detach()
+
+
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: LossPair,
+    cfg: TrialConfig,
+    data: PreparedData,
+    batch: int,
+    device: torch.device,
+    autocast: Any,
+) -> torch.Tensor:
+    """One generator update against the current discriminator; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+    cond = sample_condition(data.schema, batch, None, device)
+    # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
+    # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
+    no_sync = discriminator.no_sync() if isinstance(discriminator, DistributedDataParallel) else nullcontext()
+    discriminator.requires_grad_(False)
+    try:
+        with no_sync:
+            with autocast:
+                g_loss = loss.g_loss(discriminator(generator(z, cond), cond).float())
+            g_loss.backward()
+    finally:
+        discriminator.requires_grad_(True)
+    if cfg.train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
+    optimizer.step()
+    return g_loss.detach()
+
+
+def build_optimizer(params: Iterator[nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimiser a config names."""
+    factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
+        "adam": lambda: torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay),
+        "rmsprop": lambda: torch.optim.RMSprop(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        ),
+    }
+    return factories[config.name]()
+
+
+def _batches(
+    num_rows: int, batch_size: int, seed: int, env: DistEnv, epoch: int, batch_in_epoch: int
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Endless ``(epoch, next batch position, row indices)`` from a DistributedSampler.
+
+    Starting at ``(epoch, batch_in_epoch)`` continues exactly where a checkpoint left off.
+    """
+    sampler = DistributedSampler(
+        range(num_rows), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=True
+    )
+    per_rank = len(sampler)
+    if per_rank < batch_size:
+        raise SpecError(
+            f"train.batch_size {batch_size} is larger than the {per_rank} training rows per rank; "
+            "lower train.batch_size"
+        )
+    batches_per_epoch = per_rank // batch_size
+    while True:
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        while batch_in_epoch < batches_per_epoch:
+            index = order[batch_in_epoch * batch_size : (batch_in_epoch + 1) * batch_size]
+            batch_in_epoch += 1
+            if batch_in_epoch == batches_per_epoch:
+                yield epoch + 1, 0, index
+            else:
+                yield epoch, batch_in_epoch, index
+        epoch, batch_in_epoch = epoch + 1, 0
+
+
+def _device_ids(device: torch.device) -> Optional[list[int]]:
+    """DDP's ``device_ids``: the GPU index, or None on CPU."""
+    return [device.index] if device.type == "cuda" and device.index is not None else None
+
+
+def _autocast(cfg: TrialConfig, device: torch.device) -> Any:
+    """bf16 autocast on GPU when asked for; a no-op context otherwise."""
+    if cfg.train.use_bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _grad_norm(module: nn.Module) -> float:
+    """L2 norm of the module's current gradients (those of the last update)."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def _eval_rng(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """A generator for evaluation noise, separate from training's stream."""
+    rng = torch.Generator(device=device)
+    rng.manual_seed((seed * 1_000_003 + step * 97 + rank) % (2**63))
+    return rng
+
+
+def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A hash of tensors' exact bytes: equal only for bit-identical weights."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _replica_fingerprints(module: nn.Module, env: DistEnv) -> list[str]:
+    """Each rank's generator-parameter fingerprint, gathered on every rank (a DDP sanity check).
+
+    Buffers are left out: without SyncBatchNorm (GPU only) each rank's running statistics
+    follow its own batches, and DDP re-broadcasts rank 0's at every forward.
+    """
+    own = weights_fingerprint(dict(module.named_parameters()))
+    if not env.is_distributed:
+        return [own]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, own)
+    return [str(g) for g in gathered]
+
+
+def _gather_rng_states(env: DistEnv) -> list[dict[str, Any]]:
+    """Every rank's RNG state, in rank order (collected on all ranks, saved by rank 0)."""
+    own = capture_rng_state()
+    if not env.is_distributed:
+        return [own]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, own)
+    return gathered
+
+
+def _restore_rank_rng(states: Sequence[dict[str, Any]], env: DistEnv, seed: int, step: int) -> None:
+    """Restore this rank's RNG state; a changed world size reseeds deterministically instead."""
+    if len(states) == env.world_size:
+        restore_rng_state(states[env.rank])
+        return
+    logger.warning(
+        "world size changed from %d to %d: RNG streams reseeded, the run is no longer bit-exact",
+        len(states),
+        env.world_size,
+    )
+    torch.manual_seed(seed * 1_000_003 + step * 7919 + env.rank)
+
+
+def _tensorboard_writer(trial: TrialDir) -> Any:
+    """A TensorBoard writer in the trial directory (rank 0 only)."""
+    from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow, rank 0 only
+
+    return SummaryWriter(log_dir=str(trial.tensorboard))
+
+
+def _log_tensorboard(
+    writer: Any,
+    step: int,
+    metrics: Mapping[str, float],
+    generator: nn.Module,
+    data: PreparedData,
+    cfg: TrialConfig,
+    device: torch.device,
+) -> None:
+    """Scalars under the metric constants' names, plus pictures of samples next to real data."""
+    for key, value in metrics.items():
+        writer.add_scalar(key, value, step)
+    rng = _eval_rng(cfg.train.seed, 0, 0, device)  # the same latents every time: progress is visible
+
+    @torch.no_grad()
+    def sample(cond: Optional[torch.Tensor], count: int) -> torch.Tensor:
+        z = sample_latent(count, cfg.model.latent_dim, cfg.model.latent_distribution, rng, device)
+        return generator(z, cond.to(device) if cond is not None else None).float().cpu()
+
+    was_training = generator.training
+    generator.eval()
+    try:
+        log_sample_pictures(writer, step, data, sample, cfg.train.num_tensorboard_samples)
+    finally:
+        generator.train(was_training)
+    writer.flush()
+
+
+@contextmanager
+def _stop_signals() -> Iterator[StopRequest]:
+    """Turn SIGTERM/SIGUSR1 into a stop request for the duration of the block."""
+    stop = StopRequest()
+
+    def handle(signum: int, frame: Optional[FrameType]) -> None:
+        stop.signal_name = signal.Signals(signum).name
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, handle)
+        except ValueError:  # not the main thread (e.g. an in-process test runner)
+            pass
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    """Arguments of ``gan-hpc train`` and ``python -m gan_hpc.train``."""
+    parser = parser or argparse.ArgumentParser(
+        prog="python -m gan_hpc.train", description="Train one GAN trial (DDP-aware; torchrun works)."
+    )
+    parser.add_argument(
+        "config",
+        type=Path,
+        help="a trial directory (with config.json), a trial config, or a sweep spec (its base is trained)",
+    )
+    parser.add_argument("--out", type=Path, help="trial directory to write (required unless CONFIG is one)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoints already in --out")
+    parser.add_argument(
+        "--max-steps", type=int, help="stop this run after step N (checkpointed), without changing the config"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Resolve the config and trial directory from parsed arguments, train, map to an exit status."""
+    if args.config.is_dir():
+        trial = TrialDir(args.out or args.config)
+        config = TrialDir(args.config).read_config()
+        if args.overrides:
+            raise SpecError(f"{args.config}: --set cannot change an existing trial's config.json")
+    else:
+        if args.out is None:
+            raise SpecError(f"{args.config}: --out DIR is required when training from a config file")
+        trial = TrialDir(args.out)
+        config = load_trial_config(args.config, args.overrides)
+        has_checkpoints = any(trial.checkpoints.glob("*.pt")) if trial.checkpoints.is_dir() else False
+        if has_checkpoints and not args.resume:
+            raise SpecError(f"{trial.path}: already holds checkpoints; pass --resume or choose a new --out")
+    result = train_trial(config, trial.path, stop_after_step=args.max_steps)
+    return EXIT_REQUEUE if result.state == "preempted" else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m gan_hpc.train``: exit 0 finished/diverged, 2 bad input, 75 requeue, 1 crash."""
+    args = build_arg_parser().parse_args(argv)
+    configure()
+    try:
+        return run_from_args(args)
+    except GanHpcError as exc:
+        print(f"gan-hpc train: error: {exc}", file=sys.stderr)  # noqa: T201 - program entry point
+        return EXIT_BAD_INPUT
+    except Exception:
+        logger.exception("trial crashed")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The trial trainer: trial directory contract, exact resume, signals, divergence, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import gan_hpc.train as train_module
+from gan_hpc import convergence as names
+from gan_hpc.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
+from gan_hpc.config import TrialConfig
+from gan_hpc.distributed import free_port
+from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
+from gan_hpc.train import train_trial, weights_fingerprint
+
+from tests.helpers import small_frf_config
+
+
+def _final_state(run_dir: Path) -> dict:
+    newest = list_step_checkpoints(run_dir / "checkpoints")[-1][1]
+    return load_checkpoint(newest)
+
+
+def test_trial_directory_contract(tmp_path: Path, trial_config: TrialConfig) -> None:
+    reports: list[tuple[dict, Path | None]] = []
+    result = train_trial(trial_config, tmp_path, lambda m, c: reports.append((dict(m), c)))
+
+    trial = TrialDir(tmp_path)
+    assert result.state == "finished" and result.step == 20
+    assert trial.read_config() == trial_config
+    records = trial.read_metrics()
+    assert [r[names.STEP] for r in records] == [5, 10, 15, 20]
+    for key in (*names.ALL_TRAINING, *names.ALL_CONVERGENCE, names.EPOCH, names.WALL_TIME_S):
+        assert all(key in r for r in records), key
+    assert all(0.0 <= r[names.FOOLING_RATE] <= 1.0 for r in records)
+    assert [int(m[names.STEP]) for m, _ in reports] == [5, 10, 15, 20]
+    assert [c.name for _, c in reports if c is not None] == [
+        f"step-{s:08d}.pt" for s in (5, 10, 15, 20)
+    ]
+    # the newest K step checkpoints are kept, plus best.pt
+    steps = [s for s, _ in list_step_checkpoints(trial.checkpoints)]
+    assert steps == [15, 20]
+    assert (trial.checkpoints / "best.pt").exists()
+    status = trial.read_status()
+    assert status.state == "finished" and status.step == 20
+    saved = json.loads(trial.result_path.read_text())
+    assert saved["state"] == "finished"
+    assert saved["last"]["step"] == 20 and saved["best"]["checkpoint"] == "checkpoints/best.pt"
+    best_state = load_checkpoint(trial.checkpoints / "best.pt")
+    assert best_state["step"] == saved["best"]["step"]
+    assert list(trial.tensorboard.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("loss_name", ["bce_logits", "wgan_gp"])
+def test_resume_is_bit_exact(tmp_path: Path, loss_name: str) -> None:
+    config = small_frf_config(num_steps=24, eval_every_steps=6)
+    config = dataclasses.replace(
+        config,
+        loss=dataclasses.replace(config.loss, name=loss_name, n_critic=2),
+        model=dataclasses.replace(
+            config.model, discriminator=dataclasses.replace(config.model.discriminator, dropout=0.2)
+        ),
+    )
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train_trial(config, straight)
+    first = train_trial(config, interrupted, stop_after_step=12)
+    assert first.state == "paused" and first.step == 12
+    second = train_trial(config, interrupted)
+    assert second.state == "finished" and second.step == 24
+
+    a, b = _final_state(straight), _final_state(interrupted)
+    for key in (
+        "generator",
+        "discriminator",
+        "ema",
+        "optimizer_generator",
+        "optimizer_discriminator",
+    ):
+        assert weights_fingerprint(_flatten(a[key])) == weights_fingerprint(_flatten(b[key])), key
+    # the metric stream continues where it stopped: no step repeated, none missing
+    steps = [r[names.STEP] for r in TrialDir(interrupted).read_metrics()]
+    assert steps == [6, 12, 18, 24]
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor or number in a nested state dict, keyed by its path."""
+    flat: dict[str, torch.Tensor] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+    elif isinstance(tree, (list, tuple)):
+        for index, value in enumerate(tree):
+            flat.update(_flatten(value, f"{prefix}[{index}]"))
+    elif isinstance(tree, torch.Tensor):
+        flat[prefix] = tree
+    elif isinstance(tree, (int, float)):
+        flat[prefix] = torch.tensor(tree, dtype=torch.float64)
+    return flat
+
+
+def test_truncated_newest_checkpoint_falls_back(
+    tmp_path: Path, trial_config: TrialConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    train_trial(trial_config, tmp_path, stop_after_step=10)
+    newest = list_step_checkpoints(tmp_path / "checkpoints")[-1][1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+
+    loaded = load_latest_valid(tmp_path / "checkpoints")
+    assert loaded is not None and loaded.step == 5
+    assert newest.name in caplog.text
+
+    result = train_trial(trial_config, tmp_path)
+    assert result.state == "finished" and result.step == 20
+
+
+def test_non_finite_loss_ends_the_trial_as_diverged(
+    tmp_path: Path, trial_config: TrialConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_step = train_module.generator_step
+    calls = {"n": 0}
+
+    def poisoned_step(generator, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 8:  # blow the weights up after step 7, as an exploding update would
+            with torch.no_grad():
+                next(generator.parameters()).fill_(float("inf"))
+        return real_step(generator, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "generator_step", poisoned_step)
+    result = train_trial(trial_config, tmp_path)
+
+    assert result.state == "diverged"
+    trial = TrialDir(tmp_path)
+    assert trial.read_status().state == "diverged"
+    assert json.loads(trial.result_path.read_text())["state"] == "diverged"
+    # the last good checkpoint (step 5) is kept and loads with finite weights
+    loaded = load_latest_valid(trial.checkpoints)
+    assert loaded is not None and loaded.step == 5
+    assert all(
+        torch.isfinite(v).all() for v in loaded.state["generator"].values() if v.is_floating_point()
+    )
+
+
+def _write_config(path: Path, config: TrialConfig) -> Path:
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    return path
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_for_requeue(tmp_path: Path) -> None:
+    config = small_frf_config(num_steps=100_000, eval_every_steps=50)
+    config_file = _write_config(tmp_path / "trial.yaml", config)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "gan_hpc.train", str(config_file), "--out", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metrics.exists(), process.stderr.read() if process.poll() is not None else "no metrics"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == EXIT_REQUEUE
+    status = TrialDir(out).read_status()
+    assert status.state == "preempted" and status.step > 0
+    assert load_latest_valid(out / "checkpoints").step == status.step
+
+    # the requeued run continues from that step instead of restarting
+    resumed = subprocess.run(
+        [*command, "--resume", "--max-steps", str(status.step + 50)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [r[names.STEP] for r in TrialDir(out).read_metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == status.step + 50
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  latent_dims: 4\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gan_hpc.train", str(bad), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.latent_dims" in lines[0] and "latent_dim" in lines[0]
+
+
+def test_train_imports_no_ray_optuna_submitit() -> None:
+    code = "import sys, gan_hpc.train; print(sorted(m for m in ('ray','optuna','submitit') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
+    config = small_frf_config(num_steps=12, eval_every_steps=6)
+    assert config.model.generator.norm == "batch"  # buffers are broadcast, parameters all-reduced
+    out = tmp_path / "run"
+    TrialDir(out).write_config(config)
+    port = free_port()
+    processes = []
+    for rank in range(2):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gan_hpc.train", str(out)],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    result = json.loads((out / "result.json").read_text())
+    fingerprints = result["replica_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    state = _final_state(out)
+    parameters = {
+        k: v
+        for k, v in state["generator"].items()
+        if "running_" not in k and "num_batches" not in k
+    }
+    assert weights_fingerprint(parameters) == fingerprints[0]
+    steps = [r[names.STEP] for r in TrialDir(out).read_metrics()]
+    assert steps == [6, 12]
