@@ -37,7 +37,8 @@ def bench_config(steps: int, batch_size: int, device: str, use_bf16: bool) -> Tr
             "data": {
                 "format": "synthetic_frf",
                 "conditional": True,
-                "synthetic": {"num_points": 2000, "num_frequencies": 128},
+                # enough curves that one batch never exceeds an epoch
+                "synthetic": {"num_points": max(2000, 2 * batch_size), "num_frequencies": 128},
             },
             "model": {
                 "latent_dim": 32,
@@ -75,7 +76,9 @@ def bare_loop(config: TrialConfig, device: torch.device) -> float:
     steps = config.train.num_steps
     warmup = min(20, steps // 10)
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if config.train.use_bf16 and device.type == "cuda" else None
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.train.use_bf16 and device.type == "cuda"
+        else None
     )
     started = 0.0
     for step in range(steps + warmup):
@@ -87,13 +90,19 @@ def bare_loop(config: TrialConfig, device: torch.device) -> float:
         real, cond = x_all[index], c_all[index]
         with autocast or _null():
             fake = generator(torch.randn(batch, latent, device=device), cond)
-            d_loss = loss.d_loss(discriminator(real, cond).float(), discriminator(fake.detach(), cond).float())
+            d_loss = loss.d_loss(
+                discriminator(real, cond).float(), discriminator(fake.detach(), cond).float()
+            )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         with autocast or _null():
             cond_g = torch.rand(batch, cond.shape[1], device=device) * 2 - 1
-            g_loss = loss.g_loss(discriminator(generator(torch.randn(batch, latent, device=device), cond_g), cond_g).float())
+            g_loss = loss.g_loss(
+                discriminator(
+                    generator(torch.randn(batch, latent, device=device), cond_g), cond_g
+                ).float()
+            )
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -126,9 +135,18 @@ def trainer_ddp(config: TrialConfig, world_size: int) -> float:
         port = str(free_port())
         processes = []
         for rank in range(world_size):
-            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-            processes.append(subprocess.Popen([sys.executable, "-m", "gan_hpc.train", tmp], env=env))
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(world_size),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "OMP_NUM_THREADS": "1",
+            }
+            processes.append(
+                subprocess.Popen([sys.executable, "-m", "gan_hpc.train", tmp], env=env)
+            )
         for process in processes:
             if process.wait() != 0:
                 raise SystemExit("a DDP rank failed")
@@ -142,7 +160,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU only)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per variant; the median is shown")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per variant; the median is shown"
+    )
     parser.add_argument("--skip-ddp", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -157,11 +177,15 @@ def main() -> None:
     rows = [("bare PyTorch loop (1 process)", median(lambda: bare_loop(config, device)))]
     rows.append(("train_trial (1 process)", median(lambda: trainer_single(config))))
     if not args.skip_ddp and args.device == "cpu":
-        ddp = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=args.batch_size // 2))
+        ddp = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, batch_size=args.batch_size // 2)
+        )
         rows.append(("train_trial DDP world size 2 (gloo)", median(lambda: trainer_ddp(ddp, 2))))
     baseline = rows[0][1]
-    print(f"device={args.device} bf16={args.bf16} steps={args.steps} batch={args.batch_size} "
-          f"torch={torch.__version__} threads/rank=1 cores={os.cpu_count()}")
+    print(
+        f"device={args.device} bf16={args.bf16} steps={args.steps} batch={args.batch_size} "
+        f"torch={torch.__version__} threads/rank=1 cores={os.cpu_count()}"
+    )
     print(f"{'variant':40s} {'samples/s':>12s} {'vs bare':>8s}")
     for name, value in rows:
         print(f"{name:40s} {value:12.0f} {value / baseline:8.2f}")

@@ -1,4 +1,4 @@
-"""The library's named logger. Nothing is configured at import; only the CLI calls :func:`configure`."""
+"""The library's named logger; nothing is configured at import, only the CLI calls `configure`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ LOG_LEVEL_ENV = "GAN_HPC_LOG_LEVEL"
 
 def get_logger(name: str) -> logging.Logger:
     """Return a logger under the ``gan_hpc`` root (pass ``__name__``)."""
-    return logging.getLogger(name if name.startswith(ROOT_LOGGER_NAME) else f"{ROOT_LOGGER_NAME}.{name}")
+    return logging.getLogger(
+        name if name.startswith(ROOT_LOGGER_NAME) else f"{ROOT_LOGGER_NAME}.{name}"
+    )
 
 
 def configure(verbosity: int = 0) -> None:
@@ -19,6 +21,7 @@ def configure(verbosity: int = 0) -> None:
 
     Args:
         verbosity: 0 for INFO, 1 or more for DEBUG; ``GAN_HPC_LOG_LEVEL`` wins when set.
+
     """
     level_name = os.environ.get(LOG_LEVEL_ENV)
     level = logging.DEBUG if verbosity > 0 else logging.INFO
@@ -30,7 +33,9 @@ def configure(verbosity: int = 0) -> None:
     root.setLevel(level)
     if not any(getattr(h, "_gan_hpc", False) for h in root.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
         handler._gan_hpc = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.propagate = False

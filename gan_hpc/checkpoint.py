@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ def step_checkpoint_name(step: int) -> str:
 
 def capture_rng_state() -> dict[str, Any]:
     """torch, numpy and python RNG states as weights-only-loadable data."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -83,6 +83,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
     Raises:
         CheckpointError: the file is missing, truncated, not a checkpoint, or from a newer format.
+
     """
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -127,7 +128,7 @@ class LoadedCheckpoint:
 
 def load_latest_valid(
     directory: Path, map_location: str | torch.device = "cpu"
-) -> Optional[LoadedCheckpoint]:
+) -> LoadedCheckpoint | None:
     """The newest checkpoint that loads; truncated or corrupt ones are skipped with a warning."""
     for step, path in reversed(list_step_checkpoints(directory)):
         try:

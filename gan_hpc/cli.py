@@ -1,7 +1,7 @@
-"""The ``gan-hpc`` command line: argparse subcommands, one ``add_parser``/``run`` pair each.
+"""The ``gan-hpc`` command line: argparse subcommands, one ``add_arguments``/``run`` pair each.
 
 A :class:`~gan_hpc.errors.GanHpcError` becomes one line on stderr and exit code 2; any other
-exception keeps its traceback.
+exception keeps its traceback. Ray and Optuna are imported only by the commands that run sweeps.
 """
 
 from __future__ import annotations
@@ -10,10 +10,25 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from gan_hpc import __version__
-from gan_hpc._logging import configure
-from gan_hpc.errors import GanHpcError
+from gan_hpc._logging import configure, get_logger
+from gan_hpc.config import DataConfig, apply_overrides, config_from_dict
+from gan_hpc.data.describe import describe
+from gan_hpc.data.readers import FORMATS, format_for_path, read_data
+from gan_hpc.errors import GanHpcError, SweepError
+from gan_hpc.rank import collect_trials, format_leaderboard, rank_trials
+from gan_hpc.sweep_spec import load_sweep_spec, smoke_overrides
+from gan_hpc.train import build_arg_parser as add_train_arguments
+from gan_hpc.train import run_from_args as run_train
+
+logger = get_logger(__name__)
+
+LEADERBOARD_FORMATS = ("table", "csv", "json", "markdown")
 
 
 @dataclass(frozen=True)
@@ -21,27 +36,217 @@ class Command:
     """One subcommand: how to declare its arguments and how to run it."""
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
+    add_arguments: Callable[[argparse.ArgumentParser], object]
     run: Callable[[argparse.Namespace], int]
 
 
-COMMANDS: dict[str, Command] = {}
+# ----------------------------------------------------------------------------------- data
+
+
+def _add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", type=Path, help="a data file (or an FRF folder)")
+    parser.add_argument(
+        "--format", choices=FORMATS, help="the reader to use (default: from the suffix)"
+    )
+    parser.add_argument(
+        "--synthetic-frf", action="store_true", help="show the built-in FRF simulator's data"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a DataConfig option, e.g. csv.delimiter=';' or mat.variable=X",
+    )
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    if args.synthetic_frf:
+        document: dict[str, object] = {"format": "synthetic_frf", "conditional": True}
+    elif args.path is not None:
+        document = {"path": str(args.path), "format": args.format or format_for_path(args.path)}
+    else:
+        raise SweepError("data inspect: give a PATH or --synthetic-frf")
+    config = config_from_dict(
+        DataConfig, apply_overrides(document, args.overrides), source="data inspect"
+    )
+    print(describe(read_data(config)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------- sweeps
+
+
+def _add_spec_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="a sweep file, e.g. sweeps/quickstart.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value (train.num_steps=50 applies to base; tune.num_samples=4)",
+    )
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    spec = load_sweep_spec(args.spec, args.overrides)
+    print(
+        f"{args.spec}: ok ({spec.tune.num_samples} trials, {len(spec.search)} searched parameters, "
+        f"launcher {spec.launcher}, sweep directory {spec.sweep_dir()})"
+    )
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_spec_argument(parser)
+    parser.add_argument(
+        "--out", type=Path, help="parent of the sweep directory (default: the spec's storage.path)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 trials of a few steps: check before a cluster run"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="resume when the sweep directory already exists"
+    )
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from gan_hpc.tune import SPEC_FILE, run_sweep  # Ray and Optuna load only here
+
+    spec = load_sweep_spec(args.spec, args.overrides)
+    if args.smoke:
+        spec = smoke_overrides(spec)
+    sweep_dir = spec.sweep_dir(args.out)
+    exists = (sweep_dir / SPEC_FILE).exists()
+    if exists and not args.resume:
+        raise SweepError(
+            f"{sweep_dir}: a sweep is already there; "
+            "pass --resume to continue it or pick another --out"
+        )
+    print(f"sweep {spec.name}: {spec.tune.num_samples} trials -> {sweep_dir}", file=sys.stderr)
+    leaderboard = run_sweep(spec, sweep_dir, restore=exists, emit=_emit)
+    _print_summary(leaderboard, sweep_dir)
+    return 0
+
+
+def _add_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a sweep directory (holds spec.yaml and trials/)"
+    )
+
+
+def _run_resume(args: argparse.Namespace) -> int:
+    from gan_hpc.tune import SPEC_FILE, run_sweep
+
+    spec_path = args.sweep_dir / SPEC_FILE
+    if not spec_path.exists():
+        raise SweepError(f"{args.sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")
+    spec = load_sweep_spec(spec_path)
+    leaderboard = run_sweep(spec, args.sweep_dir, restore=True, emit=_emit)
+    _print_summary(leaderboard, args.sweep_dir)
+    return 0
+
+
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_dir_argument(parser)
+    parser.add_argument("--format", choices=LEADERBOARD_FORMATS, default="table")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="rank every trial by its best or its last evaluation (never mixed)",
+    )
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from gan_hpc.rank import read_spec
+
+    if not args.sweep_dir.is_dir():
+        raise SweepError(f"{args.sweep_dir}: not a directory")
+    spec = read_spec(args.sweep_dir)
+    leaderboard = rank_trials(
+        collect_trials(args.sweep_dir), spec.ranking, checkpoint=args.checkpoint
+    )
+    print(format_leaderboard(leaderboard, args.format))
+    return 0
+
+
+def _emit(line: str) -> None:
+    """The live view's lines go to stderr, so stdout keeps only the leaderboard."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path) -> None:
+    print(format_leaderboard(leaderboard, "table"))
+    print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
+    print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------- the table
+
+
+CommandTree = dict[str, Command | dict[str, Command]]
+
+COMMANDS: CommandTree = {
+    "data": {
+        "inspect": Command(
+            "print a data file's schema (columns, types, categories, missing) or shapes",
+            _add_inspect_arguments,
+            _run_inspect,
+        ),
+    },
+    "train": Command(
+        "train one trial (a trial config, or a sweep spec's base config) into --out DIR",
+        add_train_arguments,
+        run_train,
+    ),
+    "sweep": {
+        "validate": Command("check a sweep file and exit", _add_spec_argument, _run_validate),
+        "run": Command(
+            "run a sweep with Ray Tune + Optuna + ASHA, then print the leaderboard",
+            _add_run_arguments,
+            _run_sweep,
+        ),
+        "resume": Command(
+            "resume an interrupted sweep: finished trials are kept, the rest continue",
+            _add_dir_argument,
+            _run_resume,
+        ),
+        "status": Command(
+            "print the leaderboard of a running or finished sweep",
+            _add_status_arguments,
+            _run_status,
+        ),
+    },
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="gan-hpc",
-        description="Hyperparameter sweeps of GAN training on SLURM clusters.",
+        prog="gan-hpc", description="Hyperparameter sweeps of GAN training on SLURM clusters."
     )
     parser.add_argument("--version", action="version", version=f"gan-hpc {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        command.add_arguments(sub)
-        sub.set_defaults(run=command.run)
+    for name, entry in COMMANDS.items():
+        if isinstance(entry, Command):
+            _add_command(subparsers, name, entry)
+            continue
+        group = subparsers.add_parser(name, help=f"{name} commands: {', '.join(entry)}")
+        group_subparsers = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+        group.set_defaults(run=None, group_parser=group)
+        for sub_name, command in entry.items():
+            _add_command(group_subparsers, sub_name, command)
     return parser
+
+
+def _add_command(subparsers: Any, name: str, command: Command) -> None:
+    sub = subparsers.add_parser(name, help=command.help, description=command.help)
+    command.add_arguments(sub)
+    sub.set_defaults(run=command.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
-        parser.print_help()
+        (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     configure(args.verbose)
     try:
@@ -58,5 +263,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gan-hpc: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gan-hpc: interrupted", file=sys.stderr)
+        print("gan-hpc: interrupted; resume with `gan-hpc sweep resume DIR`", file=sys.stderr)
         return 130

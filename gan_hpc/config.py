@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -66,7 +66,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 class CsvOptions:
     """How to read a delimited text file (CSV/TSV)."""
 
-    delimiter: Optional[str] = None  # None: detected from the first lines
+    delimiter: str | None = None  # None: detected from the first lines
     has_header: bool = True
     column_names: tuple[str, ...] = ()  # names for a headerless file
     skip_rows: int = 0  # leading lines to skip (e.g. adult.test's "|1x3 Cross validator")
@@ -86,10 +86,10 @@ class CsvOptions:
 class ImageOptions:
     """Where labels and arrays live in image files (IDX, NPZ/NPY, CSV of pixels)."""
 
-    labels_path: Optional[str] = None  # IDX/NPY labels file beside the images
-    images_key: Optional[str] = None  # NPZ member holding images (None: the only/first 3-D+ array)
-    labels_key: Optional[str] = None  # NPZ member holding labels
-    label_column: Optional[int] = -1  # pixels_csv: index of the label column (None: no labels)
+    labels_path: str | None = None  # IDX/NPY labels file beside the images
+    images_key: str | None = None  # NPZ member holding images (None: the only/first 3-D+ array)
+    labels_key: str | None = None  # NPZ member holding labels
+    label_column: int | None = -1  # pixels_csv: index of the label column (None: no labels)
     image_shape: tuple[int, ...] = ()  # (H, W) for flat pixels; () infers a square
 
 
@@ -97,7 +97,7 @@ class ImageOptions:
 class MatOptions:
     """Which variable of a MATLAB v5 file to read, and how to shape its rows."""
 
-    variable: Optional[str] = None  # None: the only non-meta variable
+    variable: str | None = None  # None: the only non-meta variable
     samples_axis: Literal[0, 1] = 0  # axis that indexes samples
     pad_to_square: bool = True  # zero-pad flat rows to the next square side (4734 -> 69x69)
 
@@ -107,8 +107,8 @@ class FrfOptions:
     """The FRF Excel layout: a coordinates table naming one Excel file per excitation point."""
 
     coordinates_file: str = "coordinates.xlsx"
-    frf_folder: Optional[str] = None  # None: beside the coordinates file, or its 'frf/' folder
-    file_column: Optional[str] = None  # None: the column whose values are file names
+    frf_folder: str | None = None  # None: beside the coordinates file, or its 'frf/' folder
+    file_column: str | None = None  # None: the column whose values are file names
     coordinate_columns: tuple[str, ...] = ()  # () : every numeric column
     representation: FrfRepresentation = "log_magnitude"
 
@@ -144,7 +144,13 @@ class SyntheticFrfConfig:
         )
         _require(0 < self.damping_ratio < 1, "damping_ratio", "must be in (0, 1)")
         _require(-1 < self.poisson_ratio < 0.5, "poisson_ratio", "must be in (-1, 0.5)")
-        for name in ("length_x_m", "length_y_m", "thickness_m", "youngs_modulus_pa", "density_kg_m3"):
+        for name in (
+            "length_x_m",
+            "length_y_m",
+            "thickness_m",
+            "youngs_modulus_pa",
+            "density_kg_m3",
+        ):
             _require(getattr(self, name) > 0, name, "must be > 0")
         _require(self.num_modes_per_axis >= 1, "num_modes_per_axis", "must be >= 1")
         _require(
@@ -159,23 +165,23 @@ class SyntheticFrfConfig:
 class DataConfig:
     """Which data a trial trains on, how it is transformed and split."""
 
-    format: Optional[DataFormat] = None  # None: inferred from the file suffix
-    path: Optional[str] = None
-    test_path: Optional[str] = None  # a separate held-out test file (e.g. adult.test.arff)
+    format: DataFormat | None = None  # None: inferred from the file suffix
+    path: str | None = None
+    test_path: str | None = None  # a separate held-out test file (e.g. adult.test.arff)
     drop_columns: tuple[str, ...] = ()
     conditional: bool = False  # condition on labels / condition_column / FRF coordinates
-    condition_column: Optional[str] = None  # tabular: the categorical column to condition on
+    condition_column: str | None = None  # tabular: the categorical column to condition on
     numeric_transform: NumericTransform = "quantile"
     minmax_range: tuple[float, float] = (-1.0, 1.0)
     categorical_encoding: CategoricalEncoding = "onehot"
     missing: MissingPolicy = "category"
     signal_scaling: SignalScaling = "global"
-    max_rows: Optional[int] = None  # seeded subsample, for quick runs
+    max_rows: int | None = None  # seeded subsample, for quick runs
     val_fraction: float = 0.1
     test_fraction: float = 0.1  # ignored when test_path is given
     split_seed: int = 0
     use_cache: bool = True
-    cache_dir: Optional[str] = None  # None: $GAN_HPC_CACHE_DIR or ~/.cache/gan_hpc
+    cache_dir: str | None = None  # None: $GAN_HPC_CACHE_DIR or ~/.cache/gan_hpc
     csv: CsvOptions = field(default_factory=CsvOptions)
     images: ImageOptions = field(default_factory=ImageOptions)
     mat: MatOptions = field(default_factory=MatOptions)
@@ -197,9 +203,7 @@ class DataConfig:
             "val_fraction",
             "val_fraction + test_fraction must leave at least 10% for training",
         )
-        _require(
-            self.max_rows is None or self.max_rows >= 10, "max_rows", "must be >= 10 or null"
-        )
+        _require(self.max_rows is None or self.max_rows >= 10, "max_rows", "must be >= 10 or null")
 
 
 # ------------------------------------------------------------------------------------- models
@@ -304,7 +308,7 @@ class TrainConfig:
     device: Device = "auto"
     use_bf16: bool = False  # autocast on GPU only
     num_threads: int = 1  # torch intra-op threads per rank (1 on a 2-core machine)
-    max_grad_norm: Optional[float] = None  # clip gradient norms when set
+    max_grad_norm: float | None = None  # clip gradient norms when set
     num_tensorboard_samples: int = 64
 
     def __post_init__(self) -> None:
@@ -380,6 +384,7 @@ def config_from_dict(cls: type[T], data: Any, *, source: str = "config", prefix:
 
     Raises:
         SpecError: one line naming ``source``, the dotted key and the fix.
+
     """
     where = prefix or "(top level)"
     if data is None:
@@ -456,7 +461,7 @@ def _coerce(tp: Any, value: Any, *, source: str, dotted: str) -> Any:
             raise SpecError(f"{source}: {dotted}: expected {len(args)} values, got {len(value)}")
         return tuple(
             _coerce(a, v, source=source, dotted=f"{dotted}[{i}]")
-            for i, (a, v) in enumerate(zip(args, value))
+            for i, (a, v) in enumerate(zip(args, value, strict=False))
         )
     if origin is dict:
         key_tp, value_tp = get_args(tp)
@@ -522,6 +527,7 @@ def apply_overrides(
         overrides: ``key=value`` strings.
         root: a block that keys are relative to (e.g. ``base`` in a sweep spec), unless a key
             already starts with a top-level block name of the document.
+
     """
     result = _deep_copy(document)
     for text in overrides:
@@ -566,7 +572,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(document).__name__}")
+        raise SpecError(
+            f"{path}: expected a mapping at the top level, got {type(document).__name__}"
+        )
     return document
 
 

@@ -1,4 +1,4 @@
-"""The seeds' convergence criteria, generalised: metric names (used everywhere) and their computation.
+"""The seeds' convergence criteria, generalised: metric names and their computation.
 
 Metric names are constants here so that metrics.jsonl, TensorBoard, Ray results, leaderboards and
 exports use the same strings.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Optional
 
 import torch
 from torch import nn
@@ -85,7 +84,7 @@ def evaluate_convergence(
     discriminator: nn.Module,
     loss: LossPair,
     real_x: torch.Tensor,
-    real_cond: Optional[torch.Tensor],
+    real_cond: torch.Tensor | None,
     num_fakes: int,
     model_config: ModelConfig,
     schema: DataSchema,
@@ -102,6 +101,7 @@ def evaluate_convergence(
         D(x), D(G(z)) means, held-out and balanced D accuracy, fooling rate, held-out D loss and
         its distance from the loss's equilibrium value; with continuous conditions also the
         RMSE of samples generated at the held-out conditions.
+
     """
     was_training = (generator.training, discriminator.training)
     generator.eval()
@@ -111,18 +111,25 @@ def evaluate_convergence(
         fake_chunks = []
         for start in range(0, num_fakes, batch_size):
             count = min(batch_size, num_fakes - start)
-            z = sample_latent(count, model_config.latent_dim, model_config.latent_distribution, rng, device)
+            z = sample_latent(
+                count, model_config.latent_dim, model_config.latent_distribution, rng, device
+            )
             cond = sample_condition(schema, count, rng, device)
             fake_chunks.append(discriminator(generator(z, cond), cond).float().flatten())
         fake_scores = torch.cat(fake_chunks)
-        conditional = _conditional_rmse(generator, real_x, real_cond, model_config, schema, rng, batch_size, device)
+        conditional = _conditional_rmse(
+            generator, real_x, real_cond, model_config, schema, rng, batch_size, device
+        )
     finally:
         generator.train(was_training[0])
         discriminator.train(was_training[1])
     d_loss = float(loss.d_loss(real_scores, fake_scores))
     equilibrium = loss.equilibrium_d_loss
-    real_is_real = (real_scores > 0).float().mean().item()
-    fake_is_real = (fake_scores > 0).float().mean().item()
+    threshold = loss.decision_threshold
+    if threshold is None:  # a critic: calibrate between its real and fake score levels
+        threshold = 0.5 * (real_scores.mean().item() + fake_scores.mean().item())
+    real_is_real = (real_scores > threshold).float().mean().item()
+    fake_is_real = (fake_scores > threshold).float().mean().item()
     return {
         D_REAL_MEAN: torch.sigmoid(real_scores).mean().item(),
         D_FAKE_MEAN: torch.sigmoid(fake_scores).mean().item(),
@@ -138,7 +145,7 @@ def evaluate_convergence(
 def _conditional_rmse(
     generator: nn.Module,
     real_x: torch.Tensor,
-    real_cond: Optional[torch.Tensor],
+    real_cond: torch.Tensor | None,
     model_config: ModelConfig,
     schema: DataSchema,
     rng: torch.Generator,
@@ -146,13 +153,20 @@ def _conditional_rmse(
     device: torch.device,
 ) -> dict[str, float]:
     """RMSE between samples generated at held-out continuous conditions and the real ones."""
-    if real_cond is None or schema.condition is None or schema.condition.kind != "continuous" or not len(real_x):
+    if (
+        real_cond is None
+        or schema.condition is None
+        or schema.condition.kind != "continuous"
+        or not len(real_x)
+    ):
         return {}
     total, count = 0.0, 0
     for start in range(0, len(real_x), batch_size):
         xb = real_x[start : start + batch_size].to(device)
         cb = real_cond[start : start + batch_size].to(device)
-        z = sample_latent(len(xb), model_config.latent_dim, model_config.latent_distribution, rng, device)
+        z = sample_latent(
+            len(xb), model_config.latent_dim, model_config.latent_distribution, rng, device
+        )
         total += float((generator(z, cb).float() - xb.float()).pow(2).sum())
         count += xb.numel()
     return {CONDITIONAL_RMSE: math.sqrt(total / count)}
@@ -161,7 +175,7 @@ def _conditional_rmse(
 def _scores(
     discriminator: nn.Module,
     x: torch.Tensor,
-    cond: Optional[torch.Tensor],
+    cond: torch.Tensor | None,
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -46,7 +45,7 @@ class DistEnv:
         return self.rank == 0
 
 
-def dist_env_from_environ(environ: Optional[Mapping[str, str]] = None) -> DistEnv:
+def dist_env_from_environ(environ: Mapping[str, str] | None = None) -> DistEnv:
     """Read the rank layout from torchrun's variables, else SLURM's, else a single process."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
@@ -64,7 +63,8 @@ def dist_env_from_environ(environ: Optional[Mapping[str, str]] = None) -> DistEn
             rank=int(env["SLURM_PROCID"]),
             local_rank=int(env.get("SLURM_LOCALID", "0")),
             world_size=num_tasks,
-            master_addr=env.get("MASTER_ADDR") or first_slurm_host(env.get("SLURM_JOB_NODELIST", "")),
+            master_addr=env.get("MASTER_ADDR")
+            or first_slurm_host(env.get("SLURM_JOB_NODELIST", "")),
             # every task derives the same port from the job id, so no task has to tell the others
             master_port=int(env.get("MASTER_PORT", 20000 + job_id % 20000)),
         )
@@ -140,7 +140,9 @@ def process_group(env: DistEnv, device: torch.device, timeout_s: float = 600.0) 
         dist.destroy_process_group()
 
 
-def all_reduce_mean(values: Mapping[str, float], env: DistEnv, device: torch.device) -> dict[str, float]:
+def all_reduce_mean(
+    values: Mapping[str, float], env: DistEnv, device: torch.device
+) -> dict[str, float]:
     """Average scalar metrics over ranks (identity on one rank)."""
     if not env.is_distributed or not values:
         return {k: float(v) for k, v in values.items()}
@@ -148,7 +150,7 @@ def all_reduce_mean(values: Mapping[str, float], env: DistEnv, device: torch.dev
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= env.world_size
-    return {k: float(v) for k, v in zip(keys, tensor.tolist())}
+    return {k: float(v) for k, v in zip(keys, tensor.tolist(), strict=False)}
 
 
 def any_rank(flags: tuple[bool, ...], env: DistEnv, device: torch.device) -> tuple[bool, ...]:

@@ -1,4 +1,4 @@
-"""Typed errors. The CLI turns every :class:`GanHpcError` into one line on stderr and exit code 2."""
+"""Typed errors; the CLI turns a :class:`GanHpcError` into one line on stderr and exit 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Durable file writes: temp file, fsync, rename. Every file that must survive a crash goes through here."""
+"""Durable file writes (temp file, fsync, rename) for every file that must survive a crash."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def fsync_dir(directory: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -52,7 +52,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (sorted keys, indented, no NaN tokens other parsers reject)."""
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
 def read_json(path: Path) -> Any:

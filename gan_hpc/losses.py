@@ -54,6 +54,9 @@ class LossPair:
         equilibrium_d_loss: ``d_loss`` at the game's equilibrium (see the module docstring).
         uses_weight_clipping: the trainer clips D's weights after each step (WGAN).
         uses_gradient_penalty: the trainer adds ``gp_lambda * gradient_penalty`` (WGAN-GP).
+        decision_threshold: the score above which D calls a sample real (0 for logits and hinge
+            scores, 0.5 for least squares); None for a Wasserstein critic, whose scores have no
+            fixed meaning: the midpoint of its mean real and mean fake scores is used instead.
 
     """
 
@@ -62,6 +65,7 @@ class LossPair:
     equilibrium_d_loss: float | None
     uses_weight_clipping: bool = False
     uses_gradient_penalty: bool = False
+    decision_threshold: float | None = 0.0
 
 
 def _bce(scores: Tensor, target: float) -> Tensor:
@@ -131,9 +135,21 @@ LOSSES: dict[str, LossPair] = {
     "bce": LossPair(bce_d_loss, bce_g_loss, 2.0 * math.log(2.0)),
     "bce_logits": LossPair(bce_logits_d_loss, bce_logits_g_loss, 2.0 * math.log(2.0)),
     "hinge": LossPair(hinge_d_loss, hinge_g_loss, 2.0),
-    "lsgan": LossPair(lsgan_d_loss, lsgan_g_loss, 0.5),
-    "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, 0.0, uses_weight_clipping=True),
-    "wgan_gp": LossPair(wasserstein_d_loss, wasserstein_g_loss, 0.0, uses_gradient_penalty=True),
+    "lsgan": LossPair(lsgan_d_loss, lsgan_g_loss, 0.5, decision_threshold=0.5),
+    "wasserstein": LossPair(
+        wasserstein_d_loss,
+        wasserstein_g_loss,
+        0.0,
+        uses_weight_clipping=True,
+        decision_threshold=None,
+    ),
+    "wgan_gp": LossPair(
+        wasserstein_d_loss,
+        wasserstein_g_loss,
+        0.0,
+        uses_gradient_penalty=True,
+        decision_threshold=None,
+    ),
 }
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -74,7 +74,7 @@ from gan_hpc.visuals import log_sample_pictures
 
 logger = get_logger(__name__)
 
-Report = Callable[[Mapping[str, float], Optional[Path]], None]
+Report = Callable[[Mapping[str, float], Path | None], None]
 
 # Under DDP every rank must see a stop request at the same step, which costs an all-reduce;
 # checking every few steps keeps that off the hot path (SLURM's warning comes minutes early).
@@ -89,8 +89,8 @@ class TrialResult:
     state: str
     step: int
     wall_time_s: float
-    best: Optional[dict[str, Any]] = None
-    last: Optional[dict[str, Any]] = None
+    best: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
     replica_fingerprints: tuple[str, ...] = ()  # generator parameters' hash on each rank
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +109,7 @@ class TrialResult:
 class StopRequest:
     """Set by SIGTERM/SIGUSR1 (what SLURM sends before preemption or the time limit)."""
 
-    signal_name: Optional[str] = None
+    signal_name: str | None = None
 
     @property
     def requested(self) -> bool:
@@ -121,8 +121,8 @@ class StopRequest:
 class LossWindow:
     """Training losses summed since the last evaluation (kept on device: no sync per step)."""
 
-    d_loss: Optional[torch.Tensor] = None
-    g_loss: Optional[torch.Tensor] = None
+    d_loss: torch.Tensor | None = None
+    g_loss: torch.Tensor | None = None
     num_steps: int = 0
     started_at: float = field(default_factory=time.perf_counter)
 
@@ -141,16 +141,16 @@ class LossWindow:
         }
 
 
-def _no_report(metrics: Mapping[str, float], checkpoint: Optional[Path]) -> None:
+def _no_report(metrics: Mapping[str, float], checkpoint: Path | None) -> None:
     """The default ``report``: the trial directory already has everything."""
 
 
 def train_trial(
     config: TrialConfig,
     run_dir: Path,
-    report: Optional[Report] = None,
+    report: Report | None = None,
     *,
-    stop_after_step: Optional[int] = None,
+    stop_after_step: int | None = None,
 ) -> TrialResult:
     """Train one GAN trial in ``run_dir``, resuming from its newest valid checkpoint.
 
@@ -163,6 +163,7 @@ def train_trial(
 
     Returns:
         How the trial ended; ``state`` is ``finished``, ``diverged`` or ``preempted``.
+
     """
     report = report or _no_report
     trial = TrialDir(run_dir)
@@ -183,14 +184,18 @@ def train_trial(
         generator, discriminator = build_models(cfg.model, data.schema)
         generator.to(device)
         discriminator.to(device)
-        ema = ExponentialMovingAverage(model=generator, decay=cfg.model.ema_decay) if cfg.model.use_ema else None
+        ema = (
+            ExponentialMovingAverage(model=generator, decay=cfg.model.ema_decay)
+            if cfg.model.use_ema
+            else None
+        )
         optimizer_g = build_optimizer(generator.parameters(), cfg.optim.generator)
         optimizer_d = build_optimizer(discriminator.parameters(), cfg.optim.discriminator)
 
         # ---- resume from the newest valid checkpoint in the trial directory
         step, epoch, batch_in_epoch = 0, 0, 0
-        best: Optional[dict[str, Any]] = None
-        last: Optional[dict[str, Any]] = None
+        best: dict[str, Any] | None = None
+        last: dict[str, Any] | None = None
         resumed = load_latest_valid(trial.checkpoints, map_location=device)
         if resumed is not None:
             state = resumed.state
@@ -214,7 +219,9 @@ def train_trial(
         # ---- the loop: n_critic discriminator steps, then one generator step
         train_x = data.train.x.to(device)
         train_cond = data.train.cond.to(device) if data.train.cond is not None else None
-        batches = _batches(len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch)
+        batches = _batches(
+            len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch
+        )
         autocast = _autocast(cfg, device)
         writer = _tensorboard_writer(trial) if env.is_main else None
         window = LossWindow()
@@ -226,9 +233,27 @@ def train_trial(
                 real_x = train_x[index]
                 real_cond = train_cond[index] if train_cond is not None else None
                 d_loss = discriminator_step(
-                    generator, discriminator, optimizer_d, loss, cfg, real_x, real_cond, device, autocast
+                    generator,
+                    discriminator,
+                    optimizer_d,
+                    loss,
+                    cfg,
+                    real_x,
+                    real_cond,
+                    device,
+                    autocast,
                 )
-            g_loss = generator_step(generator, discriminator, optimizer_g, loss, cfg, data, len(real_x), device, autocast)
+            g_loss = generator_step(
+                generator,
+                discriminator,
+                optimizer_g,
+                loss,
+                cfg,
+                data,
+                len(real_x),
+                device,
+                autocast,
+            )
             if ema is not None:
                 ema.update(generator)
             step += 1
@@ -246,7 +271,8 @@ def train_trial(
             if not all(math.isfinite(v) for v in training.values()):
                 outcome = "diverged"
                 logger.warning(
-                    "trial %s diverged: non-finite loss before step %d (%s); keeping the last good checkpoint",
+                    "trial %s diverged: non-finite loss before step %d (%s); "
+                    "keeping the last good checkpoint",
                     trial.path,
                     step,
                     ", ".join(f"{k}={v}" for k, v in training.items()),
@@ -262,7 +288,9 @@ def train_trial(
                 discriminator=unwrap_model(discriminator),
                 loss=loss,
                 real_x=data.val.x[env.rank :: env.world_size],
-                real_cond=data.val.cond[env.rank :: env.world_size] if data.val.cond is not None else None,
+                real_cond=data.val.cond[env.rank :: env.world_size]
+                if data.val.cond is not None
+                else None,
                 num_fakes=max(cfg.convergence.num_eval_samples // env.world_size, 1),
                 model_config=cfg.model,
                 schema=data.schema,
@@ -273,13 +301,21 @@ def train_trial(
             metrics = all_reduce_mean({**training, **grad_norms, **convergence}, env, device)
             elapsed = time.perf_counter() - window.started_at
             metrics[names.SAMPLES_PER_S] = (
-                window.num_steps * cfg.train.batch_size * cfg.loss.n_critic * env.world_size / max(elapsed, 1e-9)
+                window.num_steps
+                * cfg.train.batch_size
+                * cfg.loss.n_critic
+                * env.world_size
+                / max(elapsed, 1e-9)
             )
             metrics[names.CONVERGED] = 1.0 if gate_holds(metrics, cfg.convergence) else 0.0
             window = LossWindow()
 
             checkpoint_name = step_checkpoint_name(step)
-            record = {"step": step, "metrics": metrics, "checkpoint": f"checkpoints/{checkpoint_name}"}
+            record = {
+                "step": step,
+                "metrics": metrics,
+                "checkpoint": f"checkpoints/{checkpoint_name}",
+            }
             is_best = best is None or selection_key(metrics, cfg.convergence) > selection_key(
                 best["metrics"], cfg.convergence
             )
@@ -327,7 +363,9 @@ def train_trial(
             outcome = "paused"  # stopped by stop_after_step; resumes later
         fingerprints = _replica_fingerprints(unwrap_model(generator), env)
         if len(set(fingerprints)) > 1:
-            logger.warning("trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints)
+            logger.warning(
+                "trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints
+            )
         result = TrialResult(
             state=outcome,
             step=step,
@@ -353,7 +391,7 @@ def discriminator_step(
     loss: LossPair,
     cfg: TrialConfig,
     real_x: torch.Tensor,
-    real_cond: Optional[torch.Tensor],
+    real_cond: torch.Tensor | None,
     device: torch.device,
     autocast: Any,
 ) -> torch.Tensor:
@@ -398,7 +436,11 @@ def generator_step(
     cond = sample_condition(data.schema, batch, None, device)
     # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
     # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
-    no_sync = discriminator.no_sync() if isinstance(discriminator, DistributedDataParallel) else nullcontext()
+    no_sync = (
+        discriminator.no_sync()
+        if isinstance(discriminator, DistributedDataParallel)
+        else nullcontext()
+    )
     discriminator.requires_grad_(False)
     try:
         with no_sync:
@@ -413,11 +455,17 @@ def generator_step(
     return g_loss.detach()
 
 
-def build_optimizer(params: Iterator[nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterator[nn.Parameter], config: OptimizerConfig
+) -> torch.optim.Optimizer:
     """The optimiser a config names."""
     factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
-        "adam": lambda: torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay),
-        "sgd": lambda: torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay),
+        "adam": lambda: torch.optim.Adam(
+            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        ),
+        "sgd": lambda: torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        ),
         "rmsprop": lambda: torch.optim.RMSprop(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         ),
@@ -432,8 +480,13 @@ def _batches(
 
     Starting at ``(epoch, batch_in_epoch)`` continues exactly where a checkpoint left off.
     """
-    sampler = DistributedSampler(
-        range(num_rows), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=True
+    sampler: DistributedSampler[int] = DistributedSampler(
+        range(num_rows),  # type: ignore[arg-type]  # any sized sequence works
+        num_replicas=env.world_size,
+        rank=env.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
     )
     per_rank = len(sampler)
     if per_rank < batch_size:
@@ -455,7 +508,7 @@ def _batches(
         epoch, batch_in_epoch = epoch + 1, 0
 
 
-def _device_ids(device: torch.device) -> Optional[list[int]]:
+def _device_ids(device: torch.device) -> list[int] | None:
     """DDP's ``device_ids``: the GPU index, or None on CPU."""
     return [device.index] if device.type == "cuda" and device.index is not None else None
 
@@ -485,7 +538,16 @@ def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         digest.update(key.encode())
-        digest.update(state_dict[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(
+            state_dict[key]
+            .detach()
+            .cpu()
+            .contiguous()
+            .reshape(-1)
+            .view(torch.uint8)
+            .numpy()
+            .tobytes()
+        )
     return digest.hexdigest()[:16]
 
 
@@ -545,10 +607,12 @@ def _log_tensorboard(
     """Scalars under the metric constants' names, plus pictures of samples next to real data."""
     for key, value in metrics.items():
         writer.add_scalar(key, value, step)
-    rng = _eval_rng(cfg.train.seed, 0, 0, device)  # the same latents every time: progress is visible
+    rng = _eval_rng(
+        cfg.train.seed, 0, 0, device
+    )  # the same latents every time: progress is visible
 
     @torch.no_grad()
-    def sample(cond: Optional[torch.Tensor], count: int) -> torch.Tensor:
+    def sample(cond: torch.Tensor | None, count: int) -> torch.Tensor:
         z = sample_latent(count, cfg.model.latent_dim, cfg.model.latent_distribution, rng, device)
         return generator(z, cond.to(device) if cond is not None else None).float().cpu()
 
@@ -566,7 +630,7 @@ def _stop_signals() -> Iterator[StopRequest]:
     """Turn SIGTERM/SIGUSR1 into a stop request for the duration of the block."""
     stop = StopRequest()
 
-    def handle(signum: int, frame: Optional[FrameType]) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
         stop.signal_name = signal.Signals(signum).name
 
     previous = {}
@@ -582,29 +646,41 @@ def _stop_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of ``gan-hpc train`` and ``python -m gan_hpc.train``."""
     parser = parser or argparse.ArgumentParser(
-        prog="python -m gan_hpc.train", description="Train one GAN trial (DDP-aware; torchrun works)."
+        prog="python -m gan_hpc.train",
+        description="Train one GAN trial (DDP-aware; torchrun works).",
     )
     parser.add_argument(
         "config",
         type=Path,
-        help="a trial directory (with config.json), a trial config, or a sweep spec (its base is trained)",
-    )
-    parser.add_argument("--out", type=Path, help="trial directory to write (required unless CONFIG is one)")
-    parser.add_argument("--resume", action="store_true", help="continue the checkpoints already in --out")
-    parser.add_argument(
-        "--max-steps", type=int, help="stop this run after step N (checkpointed), without changing the config"
+        help="a trial directory (with config.json), a trial config, or a sweep spec (its base)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+        "--out", type=Path, help="trial directory to write (required unless CONFIG is one)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the checkpoints already in --out"
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        help="stop this run after step N (checkpointed), without changing the config",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value",
     )
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Resolve the config and trial directory from parsed arguments, train, map to an exit status."""
+    """Resolve the config and trial directory, train, and map the outcome to an exit status."""
     if args.config.is_dir():
         trial = TrialDir(args.out or args.config)
         config = TrialDir(args.config).read_config()
@@ -612,17 +688,23 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise SpecError(f"{args.config}: --set cannot change an existing trial's config.json")
     else:
         if args.out is None:
-            raise SpecError(f"{args.config}: --out DIR is required when training from a config file")
+            raise SpecError(
+                f"{args.config}: --out DIR is required when training from a config file"
+            )
         trial = TrialDir(args.out)
         config = load_trial_config(args.config, args.overrides)
-        has_checkpoints = any(trial.checkpoints.glob("*.pt")) if trial.checkpoints.is_dir() else False
+        has_checkpoints = (
+            any(trial.checkpoints.glob("*.pt")) if trial.checkpoints.is_dir() else False
+        )
         if has_checkpoints and not args.resume:
-            raise SpecError(f"{trial.path}: already holds checkpoints; pass --resume or choose a new --out")
+            raise SpecError(
+                f"{trial.path}: already holds checkpoints; pass --resume or choose a new --out"
+            )
     result = train_trial(config, trial.path, stop_after_step=args.max_steps)
     return EXIT_REQUEUE if result.state == "preempted" else EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gan_hpc.train``: exit 0 finished/diverged, 2 bad input, 75 requeue, 1 crash."""
     args = build_arg_parser().parse_args(argv)
     configure()

@@ -17,7 +17,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.errors import GanHpcError, SpecError
@@ -47,7 +47,7 @@ class TrialStatus:
 
     state: TrialState = "pending"
     step: int = 0
-    job_id: Optional[str] = None
+    job_id: str | None = None
     restart_count: int = 0
     message: str = ""
     updated_at: float = 0.0
@@ -128,7 +128,9 @@ class TrialDir:
 
     def write_status(self, status: TrialStatus) -> None:
         """Write ``status.json`` atomically, stamping the time."""
-        atomic_write_json(self.status_path, dataclasses.replace(status, updated_at=time.time()).to_dict())
+        atomic_write_json(
+            self.status_path, dataclasses.replace(status, updated_at=time.time()).to_dict()
+        )
 
     def update_status(self, **changes: Any) -> TrialStatus:
         """Read, change some fields, write back; returns the new status."""
@@ -140,7 +142,7 @@ class TrialDir:
         """All metric records (a torn last line is skipped)."""
         return read_jsonl(self.metrics_path)
 
-    def read_result(self) -> Optional[dict[str, Any]]:
+    def read_result(self) -> dict[str, Any] | None:
         """``result.json`` when the trial has ended, else None."""
         if not self.result_path.exists():
             return None

@@ -7,7 +7,7 @@ matplotlib's object API (no pyplot, no global backend switch).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from gan_hpc.data.datasets import PreparedData
 from gan_hpc.models import sample_condition
 
-Sampler = Callable[[Optional[torch.Tensor], int], torch.Tensor]
+Sampler = Callable[[torch.Tensor | None, int], torch.Tensor]
 
 MAX_MARGINAL_COLUMNS = 12
 NUM_FRF_PANELS = 4
@@ -73,9 +73,21 @@ def marginals_figure(real: pd.DataFrame, fake: pd.DataFrame) -> Figure:
         ax = figure.add_subplot(num_rows, num_cols, index + 1)
         if pd.api.types.is_numeric_dtype(real[column]):
             values = pd.concat([real[column], fake[column]]).dropna().astype(float)
-            bins = np.histogram_bin_edges(values, bins=30) if len(values) else 10
-            ax.hist(real[column].dropna().astype(float), bins=bins, alpha=0.6, density=True, label="real")
-            ax.hist(fake[column].dropna().astype(float), bins=bins, alpha=0.6, density=True, label="generated")
+            bins = list(np.histogram_bin_edges(values, bins=30)) if len(values) else 10
+            ax.hist(
+                real[column].dropna().astype(float),
+                bins=bins,
+                alpha=0.6,
+                density=True,
+                label="real",
+            )
+            ax.hist(
+                fake[column].dropna().astype(float),
+                bins=bins,
+                alpha=0.6,
+                density=True,
+                label="generated",
+            )
         else:
             real_share = real[column].astype(str).value_counts(normalize=True)
             fake_share = fake[column].astype(str).value_counts(normalize=True)
@@ -98,12 +110,18 @@ def sample_pictures(data: PreparedData, sample: Sampler, count: int) -> dict[str
     Returns:
         ``{"samples/generated": grid, "samples/real": grid}`` (image arrays) for images, or
         ``{"samples/frf": Figure}`` / ``{"samples/marginals": Figure}`` for signals and tables.
+
     """
     kind = data.schema.kind
     if kind == "image":
-        cond = sample_condition(data.schema, count, torch.Generator().manual_seed(0), torch.device("cpu"))
+        cond = sample_condition(
+            data.schema, count, torch.Generator().manual_seed(0), torch.device("cpu")
+        )
         fake = sample(cond, count).numpy()
-        return {"samples/generated": image_grid(fake), "samples/real": image_grid(data.val.x[:count].numpy())}
+        return {
+            "samples/generated": image_grid(fake),
+            "samples/real": image_grid(data.val.x[:count].numpy()),
+        }
     if kind == "signal":
         panels = min(NUM_FRF_PANELS, len(data.val))
         cond = data.val.cond[:panels] if data.val.cond is not None else None
@@ -124,14 +142,20 @@ def sample_pictures(data: PreparedData, sample: Sampler, count: int) -> dict[str
             )
         }
     count = min(max(count, 500), len(data.val)) if len(data.val) else count
-    cond = sample_condition(data.schema, count, torch.Generator().manual_seed(0), torch.device("cpu"))
-    fake = data.transform.inverse_transform(sample(cond, count).numpy(), cond.numpy() if cond is not None else None)
+    cond = sample_condition(
+        data.schema, count, torch.Generator().manual_seed(0), torch.device("cpu")
+    )
+    fake = data.transform.inverse_transform(
+        sample(cond, count).numpy(), cond.numpy() if cond is not None else None
+    )
     real_cond = data.val.cond[:count].numpy() if data.val.cond is not None else None
     real = data.transform.inverse_transform(data.val.x[:count].numpy(), real_cond)
     return {"samples/marginals": marginals_figure(real, fake)}
 
 
-def log_sample_pictures(writer: Any, step: int, data: PreparedData, sample: Sampler, count: int) -> None:
+def log_sample_pictures(
+    writer: Any, step: int, data: PreparedData, sample: Sampler, count: int
+) -> None:
     """Add :func:`sample_pictures` to a TensorBoard ``SummaryWriter``."""
     for tag, picture in sample_pictures(data, sample, count).items():
         if isinstance(picture, Figure):
@@ -140,7 +164,7 @@ def log_sample_pictures(writer: Any, step: int, data: PreparedData, sample: Samp
             writer.add_image(tag, picture, step, dataformats="CHW")
 
 
-def _condition_titles(data: PreparedData, cond: Optional[torch.Tensor], panels: int) -> list[str]:
+def _condition_titles(data: PreparedData, cond: torch.Tensor | None, panels: int) -> list[str]:
     """Panel titles naming each condition in the data's own units."""
     schema = data.schema.condition
     if cond is None or schema is None or schema.kind != "continuous":
@@ -149,7 +173,7 @@ def _condition_titles(data: PreparedData, cond: Optional[torch.Tensor], panels: 
     titles = []
     for row in values:
         parts = []
-        for name, value, (low, high) in zip(schema.names, row, schema.ranges):
+        for name, value, (low, high) in zip(schema.names, row, schema.ranges, strict=False):
             parts.append(f"{name}={low + (value + 1.0) / 2.0 * (high - low):.3g}")
         titles.append(", ".join(parts))
     return titles

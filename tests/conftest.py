@@ -11,7 +11,9 @@ from tests.helpers import small_frf_config
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own dataset cache, never the user's ~/.cache."""
     cache = tmp_path_factory.mktemp("gan_hpc_cache")
     monkeypatch.setenv("GAN_HPC_CACHE_DIR", str(cache))

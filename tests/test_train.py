@@ -20,9 +20,8 @@ from gan_hpc import convergence as names
 from gan_hpc.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
 from gan_hpc.config import TrialConfig
 from gan_hpc.distributed import free_port
-from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from gan_hpc.train import train_trial, weights_fingerprint
-
+from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config
 
 
@@ -197,7 +196,10 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
 
 
 def test_train_imports_no_ray_optuna_submitit() -> None:
-    code = "import sys, gan_hpc.train; print(sorted(m for m in ('ray','optuna','submitit') if m in sys.modules))"
+    code = (
+        "import sys, gan_hpc.train; "
+        "print(sorted(m for m in ('ray', 'optuna', 'submitit') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -220,16 +222,18 @@ def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
         }
+        log = (tmp_path / f"rank-{rank}.log").open("w")
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "gan_hpc.train", str(out)],
                 env=env,
-                stderr=subprocess.PIPE,
-                text=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         )
-    for process in processes:
-        assert process.wait(timeout=300) == 0, process.stderr.read()
+    codes = [process.wait(timeout=300) for process in processes]
+    logs = "\n".join((tmp_path / f"rank-{r}.log").read_text()[-2000:] for r in range(2))
+    assert codes == [0, 0], logs
     result = json.loads((out / "result.json").read_text())
     fingerprints = result["replica_fingerprints"]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]

@@ -1,0 +1,1 @@
+"""The data layer: readers, transforms, splits and the dataset cache."""

@@ -54,8 +54,10 @@ def _describe_arrays(arrays: Arrays) -> str:
     """Shapes, value range, labels and conditions of an :class:`Arrays`."""
     samples = arrays.samples
     lines = [
-        f"{arrays.source}: {arrays.kind} data, {samples.shape[0]} samples of shape {tuple(samples.shape[1:])}",
-        f"  dtype {samples.dtype}, values {float(np.nanmin(samples)):.6g} .. {float(np.nanmax(samples)):.6g}",
+        f"{arrays.source}: {arrays.kind} data, {samples.shape[0]} samples "
+        f"of shape {tuple(samples.shape[1:])}",
+        f"  dtype {samples.dtype}, values "
+        f"{float(np.nanmin(samples)):.6g} .. {float(np.nanmax(samples)):.6g}",
     ]
     if arrays.channel_names:
         lines.append(f"  channels: {', '.join(arrays.channel_names)}")
@@ -65,9 +67,9 @@ def _describe_arrays(arrays: Arrays) -> str:
             f"{float(arrays.axis[0]):.6g} .. {float(arrays.axis[-1]):.6g}"
         )
     if arrays.labels is not None:
-        counts = np.bincount(arrays.labels, minlength=len(arrays.label_names) or None)
+        counts = np.bincount(arrays.labels, minlength=len(arrays.label_names))
         names = arrays.label_names or tuple(str(i) for i in range(len(counts)))
-        pairs = ", ".join(f"{name}: {count}" for name, count in zip(names, counts))
+        pairs = ", ".join(f"{name}: {count}" for name, count in zip(names, counts, strict=False))
         lines.append(f"  labels ({len(counts)} classes): {pairs}")
     if arrays.conditions is not None:
         for index, name in enumerate(arrays.condition_names):
@@ -76,5 +78,13 @@ def _describe_arrays(arrays: Arrays) -> str:
                 f"  condition {name}: {float(column.min()):.6g} .. {float(column.max()):.6g}"
             )
     for key, value in arrays.metadata.items():
-        lines.append(f"  {key}: {value}")
+        lines.append(f"  {key}: {_short(value)}")
     return "\n".join(lines)
+
+
+def _short(value: object) -> str:
+    """A metadata value, long sequences cut to their first few items."""
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > MAX_CATEGORIES_SHOWN:
+        head = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in list(value)[:6])
+        return f"[{head}, ...] ({len(value)} in all)"
+    return str(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,17 +44,19 @@ class Arrays:
     kind: Literal["image", "signal"]
     samples: np.ndarray  # image (N, C, H, W); signal (N, C, L); float32 or the file's dtype
     source: str
-    labels: Optional[np.ndarray] = None  # (N,) int64 class indices
+    labels: np.ndarray | None = None  # (N,) int64 class indices
     label_names: tuple[str, ...] = ()  # class names in index order
-    conditions: Optional[np.ndarray] = None  # (N, K) float64 continuous conditions
+    conditions: np.ndarray | None = None  # (N, K) float64 continuous conditions
     condition_names: tuple[str, ...] = ()
-    axis: Optional[np.ndarray] = None  # (L,) sample axis of a signal, e.g. frequency
+    axis: np.ndarray | None = None  # (L,) sample axis of a signal, e.g. frequency
     axis_name: str = ""  # e.g. "frequency_hz"
     channel_names: tuple[str, ...] = ()  # e.g. ("log_magnitude",) or ("real", "imag")
-    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. original flat length of padded rows
+    metadata: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. original flat length of padded rows
 
 
-RawData = Union[Table, Arrays]
+RawData = Table | Arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class ConditionSchema:
     names: tuple[str, ...]
     frequencies: tuple[float, ...] = ()
     ranges: tuple[tuple[float, float], ...] = ()
-    column: Optional[str] = None  # tabular: the column the class comes from
+    column: str | None = None  # tabular: the column the class comes from
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,9 @@ class DataSchema:
 
     kind: DataKind
     sample_shape: tuple[int, ...]
-    value_range: Optional[tuple[float, float]] = (-1.0, 1.0)
+    value_range: tuple[float, float] | None = (-1.0, 1.0)
     blocks: tuple[ColumnBlock, ...] = ()
-    condition: Optional[ConditionSchema] = None
+    condition: ConditionSchema | None = None
 
     @property
     def num_features(self) -> int:
@@ -132,8 +134,10 @@ class DataSchema:
         return cls(
             kind=data["kind"],
             sample_shape=tuple(int(s) for s in data["sample_shape"]),
-            value_range=tuple(data["value_range"]) if data.get("value_range") else None,  # type: ignore[arg-type]
-            blocks=tuple(ColumnBlock(b["name"], b["kind"], int(b["width"])) for b in data["blocks"]),
+            value_range=tuple(data["value_range"]) if data.get("value_range") else None,
+            blocks=tuple(
+                ColumnBlock(b["name"], b["kind"], int(b["width"])) for b in data["blocks"]
+            ),
             condition=None
             if condition is None
             else ConditionSchema(
@@ -152,4 +156,4 @@ class Encoded:
     """Transformed samples: model-ready features and the optional condition."""
 
     x: np.ndarray  # float32, (N, *sample_shape)
-    cond: Optional[np.ndarray] = None  # int64 (N,) class labels or float32 (N, K) continuous
+    cond: np.ndarray | None = None  # int64 (N,) class labels or float32 (N, K) continuous

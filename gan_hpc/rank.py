@@ -1,0 +1,469 @@
+"""The leaderboard: read every trial directory of a sweep and rank the trials.
+
+A sweep directory (``SweepSpec.sweep_dir()``, i.e. ``<storage.path>/<name>``) holds::
+
+    <sweep_dir>/spec.yaml            the resolved spec (overrides applied), written at start
+    <sweep_dir>/trials/<trial_id>/   one trial directory each (see gan_hpc.trial_dir):
+                                       config.json, metrics.jsonl ("step" + metric constants),
+                                       status.json, result.json, checkpoints/, tensorboard/
+    <sweep_dir>/ray/                 Ray Tune's own storage (experiment state, trial snapshots)
+    <sweep_dir>/leaderboard.csv      the latest ranking (:func:`write_leaderboard`)
+
+``result.json`` (written when a trial ends) carries ``best`` and ``last``, each
+``{"step", "metrics", "checkpoint"}``. A trial without one (still running, preempted, failed)
+is read from ``metrics.jsonl``: its last record is ``last`` and the best record by the
+trainer's own rule (:func:`gan_hpc.convergence.selection_key`: gate first, then the score) is
+``best``. A row of the leaderboard takes every figure from one of the two, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from gan_hpc.config import ConvergenceConfig, config_from_dict
+from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, STEP, gate_holds, selection_key
+from gan_hpc.errors import GanHpcError, SpecError, SweepError
+from gan_hpc.files import atomic_write_text, read_json, read_jsonl
+from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
+from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, RESULT_FILE, STATUS_FILE
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.yaml"
+TRIALS_DIR = "trials"
+RAY_DIR = "ray"
+LEADERBOARD_FILE = "leaderboard.csv"
+
+LeaderboardFormat = Literal["table", "csv", "json", "markdown"]
+FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
+# The convergence metrics shown on the leaderboard; "converged" is the trainer's gate flag,
+# which the "gate" column recomputes with the ranking's thresholds.
+METRIC_COLUMNS: tuple[str, ...] = tuple(m for m in ALL_CONVERGENCE if m != CONVERGED)
+_LEADING_COLUMNS = ("rank", "trial_id", "state", "step", "gate", "score")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointRecord:
+    """One evaluation of a trial: its step, its metrics and the checkpoint holding that state.
+
+    ``checkpoint`` is relative to the trial directory, and None when the record was read from
+    ``metrics.jsonl`` (the trial has not written ``result.json`` yet).
+    """
+
+    step: int
+    metrics: dict[str, float]
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialRecord:
+    """What the leaderboard knows about one trial directory."""
+
+    trial_id: str
+    path: Path
+    state: str
+    step: int  # the trial's progress (generator updates), not a checkpoint's
+    params: dict[str, Any]  # searched values (None where a condition left one unsampled)
+    best: CheckpointRecord | None
+    last: CheckpointRecord | None
+    restart_count: int = 0
+    wall_time_s: float | None = None
+    has_result: bool = False  # False: best/last were computed from metrics.jsonl
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+# ------------------------------------------------------------------------------- spec files
+
+
+def write_spec(sweep_dir: Path, spec: SweepSpec) -> Path:
+    """Write the resolved spec to ``<sweep_dir>/spec.yaml`` atomically; return its path."""
+    path = Path(sweep_dir) / SPEC_FILE
+    atomic_write_text(path, dump_sweep_spec(spec))
+    return path
+
+
+def read_spec(sweep_dir: Path) -> SweepSpec:
+    """Load and validate ``<sweep_dir>/spec.yaml``.
+
+    Raises:
+        SweepError: the directory has no spec.yaml (it is not a sweep directory).
+        SpecError: the spec is invalid.
+
+    """
+    path = Path(sweep_dir) / SPEC_FILE
+    if not path.is_file():
+        raise SweepError(f"{path}: missing; is {sweep_dir} a sweep directory?")
+    return load_sweep_spec(path)
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def collect_trials(sweep_dir: Path) -> list[TrialRecord]:
+    """Read every ``<sweep_dir>/trials/*/`` into a :class:`TrialRecord`, sorted by trial id.
+
+    Never fails on one trial: a missing or corrupt ``config.json`` skips the trial, a corrupt
+    ``result.json`` or ``status.json`` is ignored, each with a warning naming the file.
+    Searched parameters come from ``spec.yaml`` when it can be read; otherwise every config
+    value that differs between trials is shown.
+
+    Raises:
+        SweepError: ``sweep_dir`` does not exist.
+
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise SweepError(f"{sweep_dir}: no such sweep directory; check the path or --out")
+    spec = _spec_or_none(sweep_dir)
+    trials_dir = sweep_dir / TRIALS_DIR
+    directories = (
+        sorted(p for p in trials_dir.iterdir() if p.is_dir()) if trials_dir.is_dir() else []
+    )
+    records = [record for path in directories if (record := _read_trial(path)) is not None]
+    if spec is not None:
+        return [replace(r, params=_searched_params(spec, r.config)) for r in records]
+    flats = [_flatten(r.config) for r in records]
+    varying = _varying_keys(flats)
+    return [
+        replace(r, params={k: flat.get(k) for k in varying})
+        for r, flat in zip(records, flats, strict=True)
+    ]
+
+
+def _spec_or_none(sweep_dir: Path) -> SweepSpec | None:
+    """Load the sweep's spec, or return None (with a warning) when it is missing or unreadable."""
+    if not (sweep_dir / SPEC_FILE).is_file():
+        return None
+    try:
+        return read_spec(sweep_dir)
+    except GanHpcError as exc:
+        logger.warning("%s; showing the config values that differ between trials instead", exc)
+        return None
+
+
+def _read_trial(path: Path) -> TrialRecord | None:
+    """Read one trial directory, or None (with a warning) when its config.json is unusable."""
+    config = _read_json_or_warn(path / CONFIG_FILE, required=True)
+    if not isinstance(config, dict):
+        return None
+    ranking = _trial_ranking(config, path)
+    status = _read_json_or_warn(path / STATUS_FILE)
+    status = status if isinstance(status, dict) else {}
+    result = _read_json_or_warn(path / RESULT_FILE)
+    metrics = read_jsonl(path / METRICS_FILE)
+    restart_count = _int_or(status.get("restart_count"), 0)
+    if isinstance(result, dict):
+        best = _checkpoint_record(result.get("best"), path / RESULT_FILE, "best")
+        last = _checkpoint_record(result.get("last"), path / RESULT_FILE, "last")
+        return TrialRecord(
+            trial_id=path.name,
+            path=path,
+            state=str(result.get("state", status.get("state", "finished"))),
+            step=_int_or(result.get("step"), last.step if last else 0),
+            params={},
+            best=best,
+            last=last,
+            restart_count=restart_count,
+            wall_time_s=_float_or_none(result.get("wall_time_s")),
+            has_result=True,
+            config=config,
+        )
+    best, last = _best_and_last(metrics, ranking)
+    default_state = "running" if metrics else "pending"
+    step = max(_int_or(status.get("step"), 0), last.step if last else 0)
+    return TrialRecord(
+        trial_id=path.name,
+        path=path,
+        state=str(status.get("state", default_state)),
+        step=step,
+        params={},
+        best=best,
+        last=last,
+        restart_count=restart_count,
+        wall_time_s=_float_or_none(metrics[-1].get("wall_time_s")) if metrics else None,
+        has_result=False,
+        config=config,
+    )
+
+
+def _read_json_or_warn(path: Path, *, required: bool = False) -> Any:
+    """Read a JSON file; None when absent (warning if required) or corrupt (warning)."""
+    if not path.exists():
+        if required:
+            logger.warning("%s: missing; skipping this trial directory", path)
+        return None
+    try:
+        return read_json(path)
+    except GanHpcError as exc:
+        what = "skipping this trial" if required else "ignoring the file"
+        logger.warning("%s (%s)", exc, what)
+        return None
+
+
+def _trial_ranking(config: Mapping[str, Any], path: Path) -> ConvergenceConfig:
+    """Read the trial's own best-checkpoint rule (its config's convergence block)."""
+    try:
+        return config_from_dict(
+            ConvergenceConfig,
+            config.get("convergence"),
+            source=str(path / CONFIG_FILE),
+            prefix="convergence",
+        )
+    except SpecError as exc:
+        logger.warning("%s; using the default ranking rule for this trial", exc)
+        return ConvergenceConfig()
+
+
+def _checkpoint_record(raw: Any, path: Path, which: str) -> CheckpointRecord | None:
+    """``result.json``'s ``best``/``last`` entry, or None when absent or malformed."""
+    if raw is None:
+        return None
+    try:
+        return CheckpointRecord(
+            step=int(raw["step"]),
+            metrics=_numeric(raw["metrics"]),
+            checkpoint=str(raw["checkpoint"]) if raw.get("checkpoint") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("%s: '%s' entry is malformed (%s); ignoring it", path, which, exc)
+        return None
+
+
+def _best_and_last(
+    records: Sequence[Mapping[str, Any]], ranking: ConvergenceConfig
+) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+    """Best-so-far and last evaluation from metrics.jsonl, by the trainer's selection rule."""
+    evaluations = [
+        _record_from_metrics(r)
+        for r in records
+        if isinstance(r, dict) and _int_or(r.get(STEP), -1) >= 0
+    ]
+    if not evaluations:
+        return None, None
+    return best_record(evaluations, ranking), evaluations[-1]
+
+
+def best_record(
+    records: Sequence[CheckpointRecord], ranking: ConvergenceConfig
+) -> CheckpointRecord | None:
+    """Pick the best evaluation as the trainer does: gate first, then the score.
+
+    Only a strictly better record replaces the best so far, so the earliest wins a tie.
+    """
+    best: CheckpointRecord | None = None
+    for candidate in records:
+        if best is None or selection_key(candidate.metrics, ranking) > selection_key(
+            best.metrics, ranking
+        ):
+            best = candidate
+    return best
+
+
+def _record_from_metrics(record: Mapping[str, Any]) -> CheckpointRecord:
+    """Turn a metrics.jsonl line into an evaluation record (numeric values only)."""
+    return CheckpointRecord(step=int(record[STEP]), metrics=_numeric(record))
+
+
+def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    """Keep the numeric entries of a metrics mapping, as floats."""
+    return {
+        str(k): float(v)
+        for k, v in dict(values).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def _int_or(value: Any, default: int) -> int:
+    """Return ``value`` if it is an int, else ``default``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return default
+
+
+def _float_or_none(value: Any) -> float | None:
+    """Return a float, or None for anything that is not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to ``{"a.b.c": value}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _searched_params(spec: SweepSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the trial's value of each search key; None where a condition left it out."""
+    flat = _flatten(config)
+    values = {key: flat.get(key) for key in spec.search}
+    active = active_params(spec, {k: v for k, v in values.items() if v is not None})
+    return {key: active.get(key) for key in spec.search}
+
+
+def _varying_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """List the dotted keys whose values are not the same in every config (in first-seen order)."""
+    keys: dict[str, None] = {}
+    for flat in configs:
+        keys.update(dict.fromkeys(flat))
+    return [
+        key
+        for key in keys
+        if len({json.dumps(flat.get(key), sort_keys=True) for flat in configs}) > 1
+    ]
+
+
+# -------------------------------------------------------------------------------- ranking
+
+
+def rank_trials(
+    records: Iterable[TrialRecord],
+    ranking: ConvergenceConfig,
+    *,
+    checkpoint: Literal["best", "last"] = "best",
+) -> pd.DataFrame:
+    """Rank trials: those that pass the gate first, then by the score; ties by trial id.
+
+    Args:
+        records: from :func:`collect_trials`.
+        ranking: the gate thresholds and the score (the spec's ``ranking``).
+        checkpoint: rank every trial by its ``best`` or by its ``last`` evaluation; every
+            figure of a row comes from that one record.
+
+    Returns:
+        One row per trial: rank, trial_id, state, step (of the record), gate, score, the
+        convergence metrics, the searched parameters (by dotted key) and the checkpoint path.
+        A trial without an evaluation has no score and ranks last.
+
+    """
+    records = list(records)
+    param_keys: dict[str, None] = {}
+    for record in records:
+        param_keys.update(dict.fromkeys(record.params))
+    rows = []
+    for record in records:
+        chosen = record.best if checkpoint == "best" else record.last
+        metrics = chosen.metrics if chosen is not None else {}
+        score = metrics.get(ranking.score, math.nan)
+        rows.append(
+            {
+                "trial_id": record.trial_id,
+                "state": record.state,
+                "step": chosen.step if chosen is not None else None,
+                "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
+                "score": score,
+                **{name: metrics.get(name, math.nan) for name in METRIC_COLUMNS},
+                **{key: record.params.get(key) for key in param_keys},
+                "checkpoint": _checkpoint_path(record, chosen),
+            }
+        )
+    rows.sort(key=lambda row: _sort_key(row, ranking))
+    for position, row in enumerate(rows, start=1):
+        row["rank"] = position
+    columns = [*_LEADING_COLUMNS, *METRIC_COLUMNS, *param_keys, "checkpoint"]
+    df = pd.DataFrame(rows, columns=columns)
+    # Nullable ints: a trial without an evaluation has no step, and the others stay integers.
+    return df.astype({"rank": "Int64", "step": "Int64"})
+
+
+def _sort_key(row: Mapping[str, Any], ranking: ConvergenceConfig) -> tuple[Any, ...]:
+    """Sort gate holders first, then by score in the ranking's direction, missing scores last."""
+    score = row["score"]
+    missing = score is None or math.isnan(score)
+    oriented = 0.0 if missing else (-score if ranking.score_mode == "max" else score)
+    return (not row["gate"], missing, oriented, row["trial_id"])
+
+
+def _checkpoint_path(record: TrialRecord, chosen: CheckpointRecord | None) -> str | None:
+    """Return the chosen record's checkpoint file as a path string, when there is one."""
+    if chosen is None or chosen.checkpoint is None:
+        return None
+    return str(record.path / chosen.checkpoint)
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def format_leaderboard(df: pd.DataFrame, fmt: LeaderboardFormat = "table") -> str:
+    """Render a leaderboard as an aligned text table, CSV, JSON records or a Markdown table.
+
+    Raises:
+        SweepError: ``fmt`` is not one of :data:`FORMATS`.
+
+    """
+    if fmt == "csv":
+        return str(df.to_csv(index=False))
+    if fmt == "json":
+        records = [
+            {key: _json_value(value) for key, value in row.items()}
+            for row in df.to_dict(orient="records")
+        ]
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "markdown":
+        header = [str(c) for c in df.columns]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "| " + " | ".join("---" for _ in header) + " |",
+        ]
+        for row in df.itertuples(index=False):
+            cells = [_cell(value).replace("|", "\\|") for value in row]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    if fmt == "table":
+        table = [[str(c) for c in df.columns]]
+        table += [[_cell(value) for value in row] for row in df.itertuples(index=False)]
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+        return (
+            "\n".join(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(line, widths, strict=True)
+                ).rstrip()
+                for line in table
+            )
+            + "\n"
+        )
+    raise SweepError(f"unknown leaderboard format '{fmt}' (valid: {', '.join(FORMATS)})")
+
+
+def _cell(value: Any) -> str:
+    """Format one value as short text: floats to 4 significant digits, missing values empty."""
+    if _is_missing(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    """Convert a DataFrame cell to a JSON value (NaN -> null, numpy scalars -> Python)."""
+    if _is_missing(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN or pandas' NA."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def write_leaderboard(sweep_dir: Path, df: pd.DataFrame) -> Path:
+    """Write ``<sweep_dir>/leaderboard.csv`` atomically; return its path."""
+    path = Path(sweep_dir) / LEADERBOARD_FILE
+    atomic_write_text(path, format_leaderboard(df, "csv"))
+    return path
