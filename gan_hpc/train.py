@@ -180,6 +180,20 @@ def train_trial(
 
         # ---- data, models, optimisers: identical initial weights on every rank
         data = load_dataset(cfg.data)
+        if env.is_main:
+            atomic_write_json(
+                trial.data_path,
+                {
+                    "transform": data.transform.to_dict(),
+                    "schema": data.schema.to_dict(),
+                    "source_hash": data.source_hash,
+                    "num_rows": {
+                        "train": len(data.train),
+                        "val": len(data.val),
+                        "test": len(data.test),
+                    },
+                },
+            )
         torch.manual_seed(cfg.train.seed)
         generator, discriminator = build_models(cfg.model, data.schema)
         generator.to(device)

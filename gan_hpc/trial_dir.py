@@ -6,6 +6,7 @@ Everything a trial is lives here, so any process can pick it up::
     <trial_dir>/metrics.jsonl      append-only, one record per evaluation, rank 0, fsynced
     <trial_dir>/status.json        state, job id, restart count, last step (atomic writes)
     <trial_dir>/result.json        the final summary: best and last checkpoint metrics
+    <trial_dir>/data.json          the fitted data transform, schema and dataset hash (JSON)
     <trial_dir>/checkpoints/       step-<N>.pt (newest K) and best.pt, atomic writes
     <trial_dir>/tensorboard/       event files
     <trial_dir>/logs/              stdout/stderr of each rank (local launcher)
@@ -27,6 +28,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"
 RESULT_FILE = "result.json"
+DATA_FILE = "data.json"
 CHECKPOINTS_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOGS_DIR = "logs"
@@ -82,6 +84,11 @@ class TrialDir:
     def result_path(self) -> Path:
         """``result.json``."""
         return self.path / RESULT_FILE
+
+    @property
+    def data_path(self) -> Path:
+        """``data.json``: what export needs to turn samples back into data units."""
+        return self.path / DATA_FILE
 
     @property
     def checkpoints(self) -> Path:

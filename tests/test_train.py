@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gan_hpc.train as train_module
 from gan_hpc import convergence as names
@@ -58,6 +59,12 @@ def test_trial_directory_contract(tmp_path: Path, trial_config: TrialConfig) -> 
     best_state = load_checkpoint(trial.checkpoints / "best.pt")
     assert best_state["step"] == saved["best"]["step"]
     assert list(trial.tensorboard.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(trial.tensorboard)).Reload()
+    assert "samples/frf" in events.Tags()["images"]  # generated vs real curves, as a picture
+    assert names.FOOLING_RATE in events.Tags()["scalars"]
+    data = json.loads(trial.data_path.read_text())
+    assert data["schema"]["kind"] == "signal" and data["transform"]["kind"] == "signal"
+    assert len(data["source_hash"]) == 64
 
 
 @pytest.mark.parametrize("loss_name", ["bce_logits", "wgan_gp"])
