@@ -1,0 +1,133 @@
+"""Wall time of a Ray Tune sweep of N trials against the same trials trained back to back.
+
+The sweep runs through the real CLI (`gan-hpc sweep run`, one trial at a time, FIFO scheduler,
+so no trial is stopped early); the baseline then trains the very same trial configs with
+``train_trial`` in one process, without Ray. Also printed: Ray's start-up time and the driver's
+peak memory (the CLI process, and Ray's own processes beside it).
+
+    python bench/sweep_overhead.py [--trials 4] [--steps 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+from gan_hpc.train import train_trial
+from gan_hpc.trial_dir import TrialDir
+
+
+def sweep_spec(num_trials: int, num_steps: int) -> dict:
+    """A sweep whose trials each take about half a minute on a 2-core machine."""
+    return {
+        "name": "overhead",
+        "seed": 0,
+        "base": {
+            "data": {"format": "synthetic_frf", "conditional": True},
+            "model": {
+                "latent_dim": 16,
+                "generator": {"depth": 2, "width": 64},
+                "discriminator": {"depth": 2, "width": 64},
+            },
+            "train": {
+                "batch_size": 64,
+                "num_steps": num_steps,
+                "eval_every_steps": num_steps // 10,
+            },
+        },
+        "search": {"optim.generator.lr": {"loguniform": [1.0e-4, 1.0e-3]}},
+        "tune": {
+            "metric": "conditional_rmse",
+            "num_samples": num_trials,
+            "max_concurrent_trials": 1,
+            "scheduler": "fifo",
+        },
+        "resources": {"cpus_per_trial": 1},
+        "ranking": {"score": "conditional_rmse", "num_eval_samples": 256},
+    }
+
+
+def run_sweep(spec_file: Path, out: Path) -> tuple[float, float, float]:
+    """Run the CLI; returns (wall s, peak driver RSS GiB, peak RSS of Ray's processes GiB)."""
+    started = time.perf_counter()
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    handle = psutil.Process(driver.pid)
+    peak_driver = peak_ray = 0.0
+    while driver.poll() is None:
+        try:
+            peak_driver = max(peak_driver, handle.memory_info().rss)
+            ray_rss = 0
+            for proc in psutil.process_iter(["name", "cmdline"]):
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if any(tag in cmdline for tag in ("raylet", "gcs_server", "ray::", "dashboard")):
+                    ray_rss += proc.memory_info().rss
+            peak_ray = max(peak_ray, ray_rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    if driver.returncode != 0:
+        raise SystemExit(f"sweep failed with exit {driver.returncode}")
+    return time.perf_counter() - started, peak_driver / 2**30, peak_ray / 2**30
+
+
+def ray_startup_s() -> float:
+    """Seconds for ``ray.init`` in a fresh process (import excluded)."""
+    code = (
+        "import time, ray; t = time.perf_counter(); "
+        "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); "
+        "print(time.perf_counter() - t); ray.shutdown()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3000, help="generator steps per trial")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        spec_file = root / "overhead.yaml"
+        spec_file.write_text(yaml.safe_dump(sweep_spec(args.trials, args.steps)))
+        sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs")
+
+        configs = [
+            TrialDir(p).read_config() for p in sorted((root / "runs/overhead/trials").iterdir())
+        ]
+        started = time.perf_counter()
+        per_trial = []
+        for index, config in enumerate(configs):
+            t = time.perf_counter()
+            train_trial(config, root / "baseline" / str(index))
+            per_trial.append(time.perf_counter() - t)
+        baseline_wall = time.perf_counter() - started
+        startup = ray_startup_s()
+
+    overhead = sweep_wall / baseline_wall - 1.0
+    print(
+        f"{args.trials} trials x {args.steps} steps, one at a time; trial mean {sum(per_trial) / len(per_trial):.1f} s"
+    )
+    print(f"{'measure':48s} {'value':>10s}")
+    print(f"{'train_trial back to back, no Ray (s)':48s} {baseline_wall:10.1f}")
+    print(f"{'gan-hpc sweep run, Ray Tune + Optuna (s)':48s} {sweep_wall:10.1f}")
+    print(f"{'sweep / back-to-back':48s} {sweep_wall / baseline_wall:10.3f}")
+    print(f"{'overhead':48s} {overhead * 100:9.1f}%")
+    print(f"{'ray.init in a fresh process (s)':48s} {startup:10.2f}")
+    print(f"{'driver peak RSS (GiB)':48s} {driver_gib:10.2f}")
+    print(f"{'Ray processes peak RSS, summed (GiB)':48s} {ray_gib:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
