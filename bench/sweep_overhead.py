@@ -117,7 +117,8 @@ def main() -> None:
 
     overhead = sweep_wall / baseline_wall - 1.0
     print(
-        f"{args.trials} trials x {args.steps} steps, one at a time; trial mean {sum(per_trial) / len(per_trial):.1f} s"
+        f"{args.trials} trials x {args.steps} steps, one at a time; "
+        f"trial mean {sum(per_trial) / len(per_trial):.1f} s"
     )
     print(f"{'measure':48s} {'value':>10s}")
     print(f"{'train_trial back to back, no Ray (s)':48s} {baseline_wall:10.1f}")
