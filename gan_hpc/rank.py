@@ -47,7 +47,16 @@ FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
 # The convergence metrics shown on the leaderboard; "converged" is the trainer's gate flag,
 # which the "gate" column recomputes with the ranking's thresholds.
 METRIC_COLUMNS: tuple[str, ...] = tuple(m for m in ALL_CONVERGENCE if m != CONVERGED)
-_LEADING_COLUMNS = ("rank", "trial_id", "state", "step", "gate", "score")
+_LEADING_COLUMNS = (
+    "rank",
+    "trial_id",
+    "state",
+    "resumes",
+    "steps_repeated",
+    "step",
+    "gate",
+    "score",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +84,8 @@ class TrialRecord:
     best: CheckpointRecord | None
     last: CheckpointRecord | None
     restart_count: int = 0
+    resumes: int = 0  # runs that continued from a checkpoint (status.json)
+    steps_repeated: int = 0  # steps trained twice across those resumes
     wall_time_s: float | None = None
     has_result: bool = False  # False: best/last were computed from metrics.jsonl
     config: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -160,6 +171,8 @@ def _read_trial(path: Path) -> TrialRecord | None:
     result = _read_json_or_warn(path / RESULT_FILE)
     metrics = read_jsonl(path / METRICS_FILE)
     restart_count = _int_or(status.get("restart_count"), 0)
+    resumes = _int_or(status.get("resumes"), 0)
+    steps_repeated = _int_or(status.get("steps_repeated"), 0)
     if isinstance(result, dict):
         best = _checkpoint_record(result.get("best"), path / RESULT_FILE, "best")
         last = _checkpoint_record(result.get("last"), path / RESULT_FILE, "last")
@@ -172,6 +185,8 @@ def _read_trial(path: Path) -> TrialRecord | None:
             best=best,
             last=last,
             restart_count=restart_count,
+            resumes=resumes,
+            steps_repeated=steps_repeated,
             wall_time_s=_float_or_none(result.get("wall_time_s")),
             has_result=True,
             config=config,
@@ -188,6 +203,8 @@ def _read_trial(path: Path) -> TrialRecord | None:
         best=best,
         last=last,
         restart_count=restart_count,
+        resumes=resumes,
+        steps_repeated=steps_repeated,
         wall_time_s=_float_or_none(metrics[-1].get("wall_time_s")) if metrics else None,
         has_result=False,
         config=config,
@@ -363,6 +380,8 @@ def rank_trials(
             {
                 "trial_id": record.trial_id,
                 "state": record.state,
+                "resumes": record.resumes,
+                "steps_repeated": record.steps_repeated,
                 "step": chosen.step if chosen is not None else None,
                 "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
                 "score": score,

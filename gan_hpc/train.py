@@ -55,6 +55,7 @@ from gan_hpc.distributed import (
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import append_jsonl, atomic_write_json
+from gan_hpc.locks import TrialLock
 from gan_hpc.losses import LossPair, clip_weights, get_loss, gradient_penalty
 from gan_hpc.models import (
     ExponentialMovingAverage,
@@ -68,6 +69,7 @@ from gan_hpc.trial_dir import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REQUEUE,
+    TRAIN_LOCK_FILE,
     TrialDir,
 )
 from gan_hpc.visuals import log_sample_pictures
@@ -171,7 +173,9 @@ def train_trial(
     torch.set_num_threads(config.train.num_threads)
     device = select_device(config.train.device, env)
     started = time.perf_counter()
-    with process_group(env, device), _stop_signals() as stop:
+    # one trainer per trial: a run left over from a killed driver must exit before this one writes
+    trial_lock = TrialLock(trial.path / TRAIN_LOCK_FILE) if env.is_main else nullcontext()
+    with process_group(env, device), _stop_signals() as stop, trial_lock:
         if env.is_main:
             trial.write_config(config)
             trial.update_status(state="running", message="")
@@ -222,6 +226,8 @@ def train_trial(
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             best, last = state.get("best"), state.get("last")
             _restore_rank_rng(state["rng"], env, cfg.train.seed, step)
+            if env.is_main:
+                _record_resume(trial, step)
             logger.info("resumed %s from %s (step %d)", trial.path, resumed.path.name, step)
         else:
             torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
@@ -396,6 +402,18 @@ def train_trial(
             if outcome in ("finished", "diverged"):
                 atomic_write_json(trial.result_path, result.to_dict())
         return result
+
+
+def _record_resume(trial: TrialDir, step: int) -> None:
+    """Count the resume in status.json, with the steps that will be trained a second time."""
+    recorded = [int(r.get(names.STEP, 0)) for r in trial.read_metrics()]
+    repeated = max(max(recorded, default=0) - step, 0)
+    status = trial.read_status()
+    trial.update_status(
+        resumes=status.resumes + 1,
+        resumed_from_step=step,
+        steps_repeated=status.steps_repeated + repeated,
+    )
 
 
 def discriminator_step(

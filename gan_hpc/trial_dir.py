@@ -29,6 +29,7 @@ METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
+TRAIN_LOCK_FILE = "train.lock"  # held by the running trainer's rank 0
 CHECKPOINTS_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOGS_DIR = "logs"
@@ -50,7 +51,10 @@ class TrialStatus:
     state: TrialState = "pending"
     step: int = 0
     job_id: str | None = None
-    restart_count: int = 0
+    restart_count: int = 0  # launcher-owned: jobs started again after a failure or requeue
+    resumes: int = 0  # trainer-owned: runs that continued from a checkpoint
+    resumed_from_step: int = 0  # the checkpoint step of the latest resume
+    steps_repeated: int = 0  # steps trained twice because the newest work was not checkpointed
     message: str = ""
     updated_at: float = 0.0
 

@@ -37,6 +37,7 @@ from gan_hpc._logging import get_logger
 from gan_hpc.errors import LaunchError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.launch import LaunchSpec, TrialJob, get_launcher
+from gan_hpc.locks import DriverLock
 from gan_hpc.rank import (
     RAY_DIR,
     SPEC_FILE,
@@ -64,6 +65,7 @@ from gan_hpc.trial_dir import FINAL_STATES, TrialDir
 logger = get_logger(__name__)
 
 POINTER_FILE = "progress.json"
+DRIVER_LOCK_FILE = "driver.lock"
 POLL_INTERVAL_S = 0.5
 # The watcher only tails files; under the slurm launcher it must not hold a CPU the
 # training jobs could use, so a login node can watch many trials.
@@ -229,9 +231,10 @@ def _parse(line: str) -> dict[str, Any] | None:
 class SweepProgress(tune.Callback):
     """The live view: one line per report with the sweep's counts and the best trial so far."""
 
-    def __init__(self, spec: SweepSpec, emit: Callable[[str], None]) -> None:
+    def __init__(self, spec: SweepSpec, emit: Callable[[str], None], sweep_dir: Path) -> None:
         self.spec = spec
         self.emit = emit
+        self.sweep_dir = sweep_dir
         self.steps: dict[str, int] = {}
         self.values: dict[str, float] = {}
         self.ended: dict[str, str] = {}
@@ -253,6 +256,7 @@ class SweepProgress(tune.Callback):
         finished = self.steps.get(trial.trial_id, 0) >= self.spec.base.train.num_steps
         self.ended[trial.trial_id] = "finished" if finished else "stopped early"
         self.emit(self._line(trials, f"{trial.trial_id} {self.ended[trial.trial_id]}"))
+        update_leaderboard(self.spec, self.sweep_dir)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -385,19 +389,27 @@ def run_sweep(
 ) -> Any:
     """Run (or restore and finish) a sweep; returns the ranked leaderboard DataFrame."""
     sweep_dir = sweep_dir.resolve()
-    if restore:
-        if not tune.Tuner.can_restore(str(sweep_dir / RAY_DIR / spec.name)):
-            raise SweepError(
-                f"{sweep_dir}: no Ray Tune state to resume; start it with `gan-hpc sweep run`"
-            )
-    else:
-        prepare_sweep_dir(spec, sweep_dir)
-    _start_ray(num_cpus)
-    try:
-        tuner = build_tuner(spec, sweep_dir, [SweepProgress(spec, emit)], restore=restore)
-        tuner.fit()
-    finally:
-        ray.shutdown()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with DriverLock(sweep_dir / DRIVER_LOCK_FILE):
+        if restore:
+            if not tune.Tuner.can_restore(str(sweep_dir / RAY_DIR / spec.name)):
+                raise SweepError(
+                    f"{sweep_dir}: no Ray Tune state to resume (the driver stopped before its "
+                    "first snapshot); delete the directory and start again with `gan-hpc sweep run`"
+                )
+        else:
+            prepare_sweep_dir(spec, sweep_dir)
+        _start_ray(num_cpus)
+        try:
+            callbacks = [SweepProgress(spec, emit, sweep_dir)]
+            build_tuner(spec, sweep_dir, callbacks, restore=restore).fit()
+        finally:
+            ray.shutdown()
+        return update_leaderboard(spec, sweep_dir)
+
+
+def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
+    """Rank the sweep's trials and rewrite ``leaderboard.csv`` atomically."""
     leaderboard = rank_trials(collect_trials(sweep_dir), spec.ranking)
     write_leaderboard(sweep_dir, leaderboard)
     return leaderboard

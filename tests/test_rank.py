@@ -323,7 +323,9 @@ def test_every_format_renders(leaderboard: pd.DataFrame, fmt: str) -> None:
         assert rows[0]["rank"] == 1 and rows[0]["gate"] is True and rows[2]["score"] is None
     elif fmt == "markdown":
         lines = text.splitlines()
-        assert lines[0].startswith("| rank | trial_id | state | step | gate | score |")
+        assert lines[0].startswith(
+            "| rank | trial_id | state | resumes | steps_repeated | step | gate |"
+        )
         assert set(lines[1].replace("|", "").split()) == {"---"}
         assert len(lines) == 2 + 3
         assert all(line.count("|") == lines[0].count("|") for line in lines)
