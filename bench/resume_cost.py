@@ -130,7 +130,8 @@ def main() -> None:
         repeated_high = repeated_low + len(interrupted) * args.eval_every
 
     print(
-        f"{args.trials} trials x {args.steps} steps, checkpoint every {args.eval_every}, 2 at a time; "
+        f"{args.trials} trials x {args.steps} steps, checkpoint every {args.eval_every}, "
+        "2 at a time; "
         f"killed at {before_kill:.0f} s with {len(interrupted)} trials running"
     )
     print(f"{'measure':56s} {'value':>10s}")
@@ -143,7 +144,8 @@ def main() -> None:
     print(f"{'killed run + resume wall time (s)':56s} {before_kill + resume_wall:10.1f}")
     print(f"{'uninterrupted sweep wall time (s)':56s} {clean_wall:10.1f}")
     print(
-        f"{'(killed + resume) / uninterrupted':56s} {(before_kill + resume_wall) / clean_wall:10.3f}"
+        f"{'(killed + resume) / uninterrupted':56s} "
+        f"{(before_kill + resume_wall) / clean_wall:10.3f}"
     )
 
 
