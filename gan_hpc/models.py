@@ -627,9 +627,12 @@ class ExponentialMovingAverage:
     def update(self, model: nn.Module) -> None:
         """Average ``model``'s current parameters in; copy its buffers."""
         live = unwrap_model(model)
-        pairs = list(zip(self.module.parameters(), live.parameters(), strict=True))
-        for averaged, current in pairs:
-            averaged.lerp_(current.detach(), 1.0 - self.decay)
+        averaged = list(self.module.parameters())
+        current = [p.detach() for p in live.parameters()]
+        if len(averaged) != len(current):
+            raise ValueError("EMA: the live model's parameters do not match the averaged copy")
+        # one fused kernel per device/dtype group instead of one launch per tensor
+        torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
         for buffer, live_buffer in zip(self.module.buffers(), live.buffers(), strict=True):
             buffer.copy_(live_buffer)
         self.num_updates += 1

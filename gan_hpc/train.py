@@ -240,7 +240,7 @@ def train_trial(
         train_x = data.train.x.to(device)
         train_cond = data.train.cond.to(device) if data.train.cond is not None else None
         batches = _batches(
-            len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch
+            len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch, device
         )
         autocast = _autocast(cfg, device)
         writer = _tensorboard_writer(trial) if env.is_main else None
@@ -506,7 +506,13 @@ def build_optimizer(
 
 
 def _batches(
-    num_rows: int, batch_size: int, seed: int, env: DistEnv, epoch: int, batch_in_epoch: int
+    num_rows: int,
+    batch_size: int,
+    seed: int,
+    env: DistEnv,
+    epoch: int,
+    batch_in_epoch: int,
+    device: torch.device,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Endless ``(epoch, next batch position, row indices)`` from a DistributedSampler.
 
@@ -529,7 +535,8 @@ def _batches(
     batches_per_epoch = per_rank // batch_size
     while True:
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        # on the data's device, so indexing a batch needs no host-to-device copy per step
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
         while batch_in_epoch < batches_per_epoch:
             index = order[batch_in_epoch * batch_size : (batch_in_epoch + 1) * batch_size]
             batch_in_epoch += 1
