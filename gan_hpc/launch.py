@@ -3,6 +3,7 @@
 Both launchers hand every rank the same environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT, or SLURM's equivalents), so the quick start, the tests and a cluster
 sweep differ only in the launcher. The job handle is saved in the trial's ``status.json``.
+The SLURM launcher lives in :mod:`gan_hpc.slurm_launch`, loaded only when a sweep uses it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gan_hpc._logging import get_logger
 from gan_hpc.distributed import free_port
 from gan_hpc.errors import LaunchError
+from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import TrialDir
 
 logger = get_logger(__name__)
@@ -37,6 +39,8 @@ class LaunchSpec:
     world_size: int = 1
     nodes: int = 1
     threads_per_rank: int = 1
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)  # sbatch settings (slurm launcher)
+    job_name: str = "gan-hpc"
 
 
 class TrialJob(abc.ABC):
@@ -66,9 +70,13 @@ class Launcher(abc.ABC):
     def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
         """Start the trial's ranks; the trial directory already holds ``config.json``."""
 
-    def attach(self, trial: TrialDir) -> TrialJob | None:
+    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
         """Re-attach to the trial's job if it is still queued or running (None: start anew)."""
         return None
+
+    def check(self, spec: LaunchSpec) -> None:
+        """Raise :class:`LaunchError` (one line) when trials like ``spec`` cannot be started."""
+        return None  # a launcher that starts local processes has nothing to ask
 
 
 def train_command(trial: TrialDir) -> list[str]:
@@ -159,7 +167,7 @@ class LocalLauncher(Launcher):
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=die_with_parent,
                     )
                 )
             logs.append(log_path)
@@ -169,7 +177,7 @@ class LocalLauncher(Launcher):
         return job
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this child when its launcher dies (Linux).
 
     A killed driver then leaves no orphaned ranks writing into the trial directory; the resumed
@@ -191,7 +199,14 @@ def _tail(path: Path, num_lines: int = STDERR_TAIL_LINES) -> str:
     return " | ".join(line.strip() for line in lines[-num_lines:] if line.strip())
 
 
-LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher}
+def _slurm_launcher() -> Launcher:
+    """The SLURM launcher; its module (and submitit) load only when a sweep uses it."""
+    from gan_hpc.slurm_launch import SlurmLauncher
+
+    return SlurmLauncher()
+
+
+LAUNCHERS: dict[str, Callable[[], Launcher]] = {"local": LocalLauncher, "slurm": _slurm_launcher}
 
 
 def get_launcher(name: str) -> Launcher:

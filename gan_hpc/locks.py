@@ -104,7 +104,13 @@ class DriverLock:
         self.release()
 
     def _identity(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+        }
 
     def _holder(self) -> dict[str, Any] | None:
         """The holder's identity, or None when the file is gone or unreadable (torn write)."""
@@ -122,6 +128,12 @@ class DriverLock:
 
     def _is_stale(self, holder: dict[str, Any]) -> bool:
         """A holder on this host whose pid is gone, or any holder silent for too long."""
+        # a requeued driver job (maybe on another node) replaces its own earlier incarnation
+        job_id = os.environ.get("SLURM_JOB_ID")
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if job_id and holder.get("slurm_job_id") == job_id:
+            if int(holder.get("slurm_restart_count", 0)) < restarts:
+                return True
         same_host = holder.get("host") == socket.gethostname()
         if same_host and not _pid_alive(int(holder.get("pid", -1))):
             return True

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,7 @@ class TrialWatcher(tune.Trainable):
         self.trial.write_config(trial_config_for(self.spec, self.params))
         atomic_write_json(self.trial.path / "params.json", self.params)
         self.launcher = get_launcher(self.spec.launcher)
-        self.launch_spec = LaunchSpec(
-            world_size=self.spec.resources.world_size, nodes=self.spec.resources.nodes
-        )
+        self.launch_spec = launch_spec_for(self.spec)
         self.job: TrialJob | None = None
         self.reported_step = 0
         self.last_result: dict[str, Any] = {}
@@ -138,7 +136,7 @@ class TrialWatcher(tune.Trainable):
     def step(self) -> dict[str, Any]:
         """Block until the trial reports a new evaluation (or ends); return it to Tune."""
         if self.job is None:
-            self.job = self.launcher.attach(self.trial) or self.launcher.start(
+            self.job = self.launcher.attach(self.trial, self.launch_spec) or self.launcher.start(
                 self.trial, self.launch_spec
             )
         while True:
@@ -219,6 +217,16 @@ class TrialWatcher(tune.Trainable):
                 )
 
 
+def launch_spec_for(spec: SweepSpec) -> LaunchSpec:
+    """What the launcher needs to start a trial of ``spec``."""
+    return LaunchSpec(
+        world_size=spec.resources.world_size,
+        nodes=spec.resources.nodes,
+        slurm=spec.slurm,
+        job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
+    )
+
+
 def _parse(line: str) -> dict[str, Any] | None:
     """One JSON record, or None for a corrupt line."""
     try:
@@ -285,7 +293,7 @@ class SweepProgress(tune.Callback):
 
 
 def build_tuner(
-    spec: SweepSpec, sweep_dir: Path, callbacks: list[tune.Callback], *, restore: bool
+    spec: SweepSpec, sweep_dir: Path, callbacks: Sequence[tune.Callback], *, restore: bool
 ) -> tune.Tuner:
     """A Tuner for ``spec`` (fresh, or restored from ``sweep_dir/ray``)."""
     context = SweepContext(sweep_dir=str(sweep_dir))
@@ -355,7 +363,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=str((sweep_dir / RAY_DIR).resolve()),
-            callbacks=callbacks,
+            callbacks=list(callbacks),
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2,
@@ -388,6 +396,8 @@ def run_sweep(
     num_cpus: int | None = None,
 ) -> Any:
     """Run (or restore and finish) a sweep; returns the ranked leaderboard DataFrame."""
+    # a refused sbatch option fails here in one line, before any directory or Ray runtime
+    get_launcher(spec.launcher).check(launch_spec_for(spec))
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with DriverLock(sweep_dir / DRIVER_LOCK_FILE):
@@ -413,6 +423,11 @@ def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
     leaderboard = rank_trials(collect_trials(sweep_dir), spec.ranking)
     write_leaderboard(sweep_dir, leaderboard)
     return leaderboard
+
+
+def has_tune_state(spec: SweepSpec, sweep_dir: Path) -> bool:
+    """True when ``sweep_dir`` holds Ray Tune state that :func:`run_sweep` can restore."""
+    return bool(tune.Tuner.can_restore(str(Path(sweep_dir).resolve() / RAY_DIR / spec.name)))
 
 
 def _start_ray(num_cpus: int | None) -> None:

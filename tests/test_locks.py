@@ -67,3 +67,15 @@ def test_trial_lock_waits_then_gives_up(tmp_path: Path) -> None:
         holder.wait()
     with TrialLock(tmp_path / "train.lock", wait_s=5.0):  # released by the kernel on death
         pass
+
+
+def test_requeued_driver_job_takes_over_its_own_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock_path = tmp_path / "driver.lock"
+    previous = {"host": "other-node", "pid": 1, "started_at": 0, "slurm_job_id": "42"}
+    lock_path.write_text(json.dumps({**previous, "slurm_restart_count": 0}))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with DriverLock(lock_path):
+        assert json.loads(lock_path.read_text())["slurm_restart_count"] == 1

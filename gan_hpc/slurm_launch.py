@@ -1,0 +1,586 @@
+"""The SLURM launcher: each trial is one submitit job whose tasks are the trial's DDP ranks.
+
+Every task of the job runs :class:`TrialTask`, which starts one rank of
+``python -m gan_hpc.train TRIAL_DIR`` with the torchrun contract (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT) derived from SLURM's variables. Files of a trial's jobs::
+
+    <trial_dir>/slurm/<job_id>/    submitit's sbatch script, pickles and per-task logs
+    <trial_dir>/status.json        job_id (re-attach after a driver restart), restart_count
+
+Preemption and time limits: jobs are submitted with ``--signal=USR2@<slurm.signal_delay_s>``
+and ``--requeue``. On USR2 submitit calls :meth:`TrialTask.checkpoint` on rank 0, which asks
+the trainer to checkpoint (SIGUSR1), waits for it to exit 75, and hands submitit a fresh task to
+requeue. The requeued job resumes from the newest valid checkpoint in the trial directory: the
+task carries only the directory's path, never a checkpoint path. A job requeued more than
+``slurm.max_requeues`` times stops with a message saying so.
+
+This module and :mod:`gan_hpc.launch` are the only ones that import submitit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import typing
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import FailedJobError, pickle_load
+
+from gan_hpc._logging import get_logger
+from gan_hpc.distributed import dist_env_from_environ
+from gan_hpc.errors import LaunchError
+from gan_hpc.launch import Launcher, LaunchSpec, TrialJob, die_with_parent, train_command
+from gan_hpc.sweep_spec import SlurmConfig
+from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
+
+logger = get_logger(__name__)
+
+SLURM_DIR = "slurm"  # <trial_dir>/slurm/<job_id>/: submitit's folder for the trial's jobs
+# sacct is the accounting database: ask it at most this often per trial, whatever the polling
+STATE_REFRESH_S = 5.0
+CANCEL_WAIT_S = 90.0  # how long cancel() waits for the job to leave the node
+# The trainer checks for a stop request every few steps and then checkpoints; on a slow GPU
+# step this takes a while, but it must finish before SLURM's final SIGKILL.
+STOP_WAIT_S = 300.0
+# After the trainer stopped on SIGTERM, how long rank 0 waits for SLURM to end or requeue the
+# job (a cancel, a preemption, submitit's USR2) before it requeues the job itself.
+SIGTERM_GRACE_S = 20.0
+TAIL_LINES = 8
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
+# A job in one of these states may still run: re-attach to it, keep watching it.
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "SUSPENDED",
+        "STOPPED",
+        "SIGNALING",
+        "STAGE_OUT",
+        "PREEMPTED",  # with PreemptMode=REQUEUE the job comes back; with CANCEL it ends CANCELLED
+    }
+)
+# torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
+NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
+DRIVER_DIR = "driver"  # <sweep_dir>/driver/: the driver job's script and logs
+DRIVER_HEADER = """
+# gan-hpc sweep driver: the Ray Tune driver of one sweep as a small CPU job; every trial is a
+# SLURM job of its own that this driver submits and watches (launcher: slurm).
+#
+#   sbatch [OPTIONS] driver.sbatch SPEC [--out DIR] [--set KEY=VALUE ...]
+#
+# `gan-hpc sweep submit SPEC` writes a copy with these options taken from the spec's slurm:
+# block to <sweep_dir>/driver/driver.sbatch and submits it.
+#
+# Restore-or-start: it runs `gan-hpc sweep run SPEC --resume`, which starts the sweep or, when
+# the sweep directory already holds one, restores it; trial jobs still queued or running are
+# re-attached through the job ids in their trial directories, never submitted twice.
+#
+# Preemption and the time limit: SLURM sends USR2 to this script (--signal=B:USR2@SECONDS); the
+# trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
+# running). The requeued job starts this script again, which restores the sweep.
+"""
+DRIVER_BODY = """
+job=${SLURM_JOB_ID:?run this script with sbatch}
+requeue() {
+  echo "gan-hpc driver: preemption or time-limit signal; requeueing job $job" >&2
+  scontrol requeue "$job"
+}
+trap requeue USR2
+echo "gan-hpc driver: job $job (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname)" >&2
+"$PYTHON" -m gan_hpc sweep run "$@" --resume &
+driver=$!
+# a trapped signal interrupts `wait`: wait again until the driver itself has exited
+while wait "$driver"; status=$?; kill -0 "$driver" 2>/dev/null; do :; done
+exit "$status"
+"""
+
+
+class TrialTask(submitit.helpers.Checkpointable):
+    """One task of a trial's job: runs one DDP rank of the trainer as a child process.
+
+    The trainer runs in a child so that it receives SIGUSR1/SIGTERM and checkpoints by itself,
+    while this process keeps submitit's USR2 handler. Only the trial directory's path and two
+    settings cross the pickle; the requeued job finds its checkpoint in that directory.
+    """
+
+    def __init__(self, *, trial_dir: str, max_requeues: int, threads_per_rank: int) -> None:
+        self.trial_dir = trial_dir
+        self.max_requeues = max_requeues
+        self.threads_per_rank = threads_per_rank
+        self._process: subprocess.Popen[bytes] | None = None
+        self._returncode: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings cross the pickle, never the running child."""
+        return {
+            "trial_dir": self.trial_dir,
+            "max_requeues": self.max_requeues,
+            "threads_per_rank": self.threads_per_rank,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the settings."""
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __call__(self) -> int:
+        """Run the trainer's rank; 0 when it finished (or diverged), else raise or exit 75."""
+        trial = TrialDir(self.trial_dir)
+        job_id = os.environ.get("SLURM_JOB_ID", "?")
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        rank = int(os.environ.get("SLURM_PROCID", "0"))
+        if restarts > self.max_requeues:  # requeued by the scheduler or an admin, past the limit
+            raise LaunchError(self._limit_message(job_id, restarts))
+        if rank == 0 and restarts:
+            status = trial.read_status()
+            trial.update_status(
+                restart_count=status.restart_count + 1,
+                message=f"slurm job {job_id} requeued ({restarts}/{self.max_requeues})",
+            )
+        self._start(trial)
+        while self._returncode is None:
+            # sleep, not a blocking wait: submitit's USR2 handler runs in this thread and calls
+            # checkpoint(), which must be able to wait for the child itself
+            time.sleep(0.5)
+        code = self._returncode
+        if code == EXIT_OK:
+            return EXIT_OK
+        # -SIGTERM: the signal came before the trainer had set up its handler (nothing to save)
+        if code in (EXIT_REQUEUE, -signal.SIGTERM):
+            self._after_trainer_stopped(job_id, rank, restarts)
+        raise LaunchError(
+            f"{trial.path}: rank {rank} of the trainer exited {code} in slurm job {job_id}"
+        )
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on rank 0 at USR2: checkpoint the trainer, then requeue the job.
+
+        Raises:
+            LaunchError: the job was already requeued ``max_requeues`` times (not requeued).
+
+        """
+        if self._process is not None and self._returncode is None:
+            self._process.send_signal(signal.SIGUSR1)  # the trainer checkpoints and exits 75
+            deadline = time.monotonic() + STOP_WAIT_S
+            while self._returncode is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        job_id = os.environ.get("SLURM_JOB_ID", "?")
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if restarts >= self.max_requeues:
+            message = self._limit_message(job_id, restarts + 1)
+            TrialDir(self.trial_dir).update_status(message=message)
+            raise LaunchError(message)
+        return submitit.helpers.DelayedSubmission(
+            TrialTask(
+                trial_dir=self.trial_dir,
+                max_requeues=self.max_requeues,
+                threads_per_rank=self.threads_per_rank,
+            )
+        )
+
+    def _start(self, trial: TrialDir) -> None:
+        """Start the trainer's rank with the torchrun contract and wait for it in a thread."""
+        inherited = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+        inherited.pop("MASTER_PORT", None)
+        dist = dist_env_from_environ(inherited)  # the trainer's own rule: one place decides
+        env = {
+            **inherited,
+            "RANK": str(dist.rank),
+            "LOCAL_RANK": str(dist.local_rank),
+            "WORLD_SIZE": str(dist.world_size),
+            "MASTER_ADDR": dist.master_addr,
+            "MASTER_PORT": str(dist.master_port),
+            "OMP_NUM_THREADS": str(self.threads_per_rank),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._process = subprocess.Popen(
+            train_command(trial),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_trainer_preexec,
+        )
+        process = self._process
+
+        def wait() -> None:
+            self._returncode = process.wait()
+
+        threading.Thread(target=wait, name="trainer-wait", daemon=True).start()
+
+    def _after_trainer_stopped(self, job_id: str, rank: int, restarts: int) -> None:
+        """The trainer checkpointed on SIGTERM (exit 75): let SLURM finish, or requeue.
+
+        SIGTERM comes when SLURM cancels, preempts or times out the job, or before submitit's
+        USR2 (whose handler then requeues and exits). Either way the job soon leaves RUNNING.
+        A trainer signalled on its own asks to run again, so rank 0 then requeues the job.
+        """
+        # exiting without a result pickle tells submitit that the job did not complete
+        if rank != 0:
+            sys.exit(EXIT_REQUEUE)  # only rank 0 decides about the job
+        deadline = time.monotonic() + SIGTERM_GRACE_S
+        while time.monotonic() < deadline:
+            if slurm_state(job_id) not in ("RUNNING", "UNKNOWN"):
+                sys.exit(EXIT_REQUEUE)  # SLURM is ending or requeueing the job
+            time.sleep(1.0)
+        if restarts >= self.max_requeues:
+            raise LaunchError(self._limit_message(job_id, restarts + 1))
+        logger.warning("trainer stopped on a signal; requeueing slurm job %s", job_id)
+        _run(["scontrol", "requeue", job_id])
+        sys.exit(EXIT_REQUEUE)
+
+    def _limit_message(self, job_id: str, restarts: int) -> str:
+        return (
+            f"{self.trial_dir}: slurm job {job_id} not requeued again: it would be restart "
+            f"{restarts} but slurm.max_requeues is {self.max_requeues}; find out why it keeps "
+            "stopping (time limit too short? preempted?) or raise slurm.max_requeues"
+        )
+
+
+def _trainer_preexec() -> None:
+    """In the trainer child: ignore submitit's USR2, die with the task.
+
+    SLURM signals every process of a task (cgroup or process tree), so the trainer gets USR2
+    too; the task forwards it as SIGUSR1 from checkpoint() instead.
+    """
+    signal.signal(getattr(signal, f"SIG{submitit.JobEnvironment.USR_SIG}"), signal.SIG_IGN)
+    die_with_parent()
+
+
+class SlurmJob(TrialJob):
+    """A trial's SLURM job, watched through sacct (squeue when sacct does not know it yet)."""
+
+    def __init__(self, job: submitit.Job[Any]) -> None:
+        self.job = job
+        self.job_id = str(job.job_id)
+        self._state = "PENDING"
+        self._checked_at = float("-inf")
+
+    def state(self) -> str:
+        """The job's SLURM state (PENDING, RUNNING, COMPLETED, ...), refreshed every few seconds."""
+        if time.monotonic() - self._checked_at >= STATE_REFRESH_S:
+            self._checked_at = time.monotonic()
+            self._state = slurm_state(self.job_id, watcher=self.job.watcher)
+            result = self.job.task(0).paths.result_pickle
+            if self._state == "UNKNOWN" and result.exists():
+                # neither sacct nor the controller knows the job (no accounting, or purged):
+                # submitit's result file of rank 0 still tells how it ended
+                outcome, _ = pickle_load(result)
+                self._state = "COMPLETED" if outcome == "success" else "FAILED"
+        return self._state
+
+    def poll(self) -> int | None:
+        """None while queued, running or requeued; 0 once COMPLETED, 1 for any other end."""
+        state = self.state()
+        if state in ACTIVE_STATES or state == "UNKNOWN":
+            return None
+        return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+
+    def cancel(self) -> None:
+        """``scancel``: SLURM sends SIGTERM (the trainer checkpoints), then SIGKILL."""
+        result = subprocess.run(["scancel", self.job_id], capture_output=True, text=True)
+        if result.returncode != 0:  # e.g. the job ended meanwhile: nothing to cancel
+            logger.warning("scancel %s: %s", self.job_id, " ".join(result.stderr.split()))
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            # accounting says CANCELLED at once; the controller lists the job until its
+            # processes are gone (COMPLETING), and the next trial needs those CPUs
+            if not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
+                return
+            time.sleep(1.0)
+        logger.warning("slurm job %s still holds its node after scancel", self.job_id)
+
+    def failure_summary(self) -> str:
+        """``slurm job <id> (<state>): <the error, else the tail of task 0's log>; log: <path>``.
+
+        The error is the last exception line of the lowest task that raised one.
+        """
+        summary = ""
+        for task in range(self.job.num_tasks):
+            log = self.job.task(task).stderr() or ""
+            lines = [line.strip() for line in log.splitlines() if line.strip()]
+            errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+            if errors:
+                summary = f"task {task}: {errors[-1]}"
+                break
+            if task == 0:
+                summary = " | ".join(lines[-TAIL_LINES:]) or "(no error log)"
+        log_path = self.job.task(0).paths.stderr
+        return f"slurm job {self.job_id} ({self.state()}): {summary}; log: {log_path}"
+
+
+class SlurmLauncher(Launcher):
+    """Submits each trial as one SLURM job through submitit: one task (= one GPU) per rank."""
+
+    name = "slurm"
+
+    def check(self, spec: LaunchSpec) -> None:
+        """Ask sbatch whether it would accept the trial jobs (``sbatch --test-only``)."""
+        tasks_per_node = spec.world_size // spec.nodes
+        if spec.slurm.gpus_per_node not in (0, tasks_per_node):
+            raise LaunchError(
+                f"slurm.gpus_per_node is {spec.slurm.gpus_per_node} but each node runs "
+                f"{tasks_per_node} ranks (resources.world_size / resources.nodes); one rank "
+                "drives one GPU, so make them equal"
+            )
+        with tempfile.TemporaryDirectory(prefix="gan-hpc-check-") as folder:
+            executor = _trial_executor(Path(folder), spec, comment="check")
+            # the very script submit() would send; submitit has no public way to render it
+            script = Path(folder) / "check.sbatch"
+            slurm_executor = typing.cast(submitit.SlurmExecutor, executor._executor)
+            script.write_text(slurm_executor._make_submission_file_text("true", "check"))
+            _sbatch(["--test-only", str(script)], what="trial jobs")
+
+    def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
+        """Submit the trial's job and save its id in ``status.json``."""
+        _require_sbatch()
+        executor = _trial_executor(trial.path / SLURM_DIR / "%j", spec, comment=trial.path.name)
+        task = TrialTask(
+            trial_dir=str(trial.path.resolve()),
+            max_requeues=spec.slurm.max_requeues,
+            threads_per_rank=spec.slurm.cpus_per_task,
+        )
+        try:
+            with _outside_any_job():
+                job = executor.submit(task)
+        except FailedJobError as exc:
+            message = _sbatch_message(str(exc), "the trial job")
+            raise LaunchError(f"{trial.path}: {message}") from None
+        trial.update_status(state="pending", job_id=str(job.job_id))
+        logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
+        return SlurmJob(job)
+
+    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
+        """The trial's job when it is still queued, running or requeued (or has just finished).
+
+        A job that completed while no driver watched it is attached too when the trial says it
+        ended, so a restored sweep reads its last records instead of running it again.
+        """
+        status = trial.read_status()
+        if not status.job_id or not status.job_id.isdigit():
+            return None
+        _require_sbatch()
+        state = slurm_state(status.job_id)
+        finished = state == "COMPLETED" and status.state in FINAL_STATES
+        if state not in ACTIVE_STATES and not finished:
+            return None
+        tasks = range(spec.world_size)
+        job: submitit.SlurmJob[Any] = submitit.SlurmJob(
+            folder=trial.path / SLURM_DIR / "%j", job_id=status.job_id, tasks=tasks
+        )
+        logger.info("re-attached to slurm job %s (%s) of %s", status.job_id, state, trial.path)
+        return SlurmJob(job)
+
+
+def render_driver_script(
+    slurm: SlurmConfig, *, job_name: str, log_path: str, python: str = "python3"
+) -> str:
+    """The sbatch script of a sweep driver job (``slurm/driver.sbatch`` is one rendering).
+
+    Args:
+        slurm: the sweep's ``slurm:`` block (driver_* resources, partition, account, qos).
+        job_name: the job's name.
+        log_path: the job's output file (``%j`` is the job id).
+        python: the interpreter with gan-hpc installed (``$GAN_HPC_PYTHON`` overrides it).
+
+    """
+    options: dict[str, Any] = {
+        "job-name": job_name,
+        "comment": "driver",  # trial jobs carry their trial id here
+        "ntasks": 1,
+        "cpus-per-task": slurm.driver_cpus,
+        "mem": _sbatch_memory(slurm.driver_mem_gb),
+        "time": slurm.driver_timeout_min,
+        "partition": slurm.partition,
+        "account": slurm.account,
+        "qos": slurm.qos,
+        "requeue": True,
+        # B: signals the batch shell only; its trap requeues the job
+        "signal": f"B:USR2@{slurm.signal_delay_s}",
+        "open-mode": "append",
+        "output": log_path,
+    }
+    lines = ["#!/bin/bash", DRIVER_HEADER.rstrip("\n")]
+    for key, value in options.items():
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+        elif value is not None:
+            lines.append(f"#SBATCH --{key}={shlex.quote(str(value))}")
+    lines += ["", "set -uo pipefail", f"PYTHON=${{GAN_HPC_PYTHON:-{shlex.quote(python)}}}"]
+    if slurm.setup:
+        lines += ["", "# slurm.setup", *slurm.setup]
+    return "\n".join(lines) + "\n" + DRIVER_BODY
+
+
+def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
+    """Submit the driver of the sweep in ``sweep_dir`` as a SLURM job; returns its job id.
+
+    The script is kept as ``<sweep_dir>/driver/driver.sbatch`` and logs to
+    ``<sweep_dir>/driver/<job_id>.log``; it runs ``gan-hpc sweep run SPEC --resume``.
+    """
+    driver_dir = sweep_dir / DRIVER_DIR
+    driver_dir.mkdir(parents=True, exist_ok=True)
+    script = driver_dir / "driver.sbatch"
+    script.write_text(
+        render_driver_script(
+            spec.slurm,
+            job_name=spec.job_name,
+            log_path=str(driver_dir / "%j.log"),
+            python=sys.executable,
+        )
+    )
+    output = _sbatch(
+        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir.parent)],
+        what="the driver job",
+    )
+    return output.split(";")[0].strip()
+
+
+def _sbatch_memory(mem_gb: float) -> str:
+    """Return sbatch's --mem value, as submitit writes it."""
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit.AutoExecutor:
+    """A submitit executor with the sweep's ``slurm:`` settings for one trial's job.
+
+    The job is named after the sweep and its comment is the trial id (``squeue -o %k``).
+    """
+    slurm: SlurmConfig = spec.slurm
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster="slurm", slurm_max_num_timeout=slurm.max_requeues
+    )
+    optional = {
+        "slurm_partition": slurm.partition,
+        "slurm_account": slurm.account,
+        "slurm_qos": slurm.qos,
+        "slurm_constraint": slurm.constraint,
+        "mem_gb": slurm.mem_gb,
+        "gpus_per_node": slurm.gpus_per_node or None,
+        "slurm_setup": list(slurm.setup) or None,
+    }
+    executor.update_parameters(
+        name=spec.job_name,
+        nodes=spec.nodes,
+        tasks_per_node=spec.world_size // spec.nodes,  # one task per rank, so one per GPU
+        cpus_per_task=slurm.cpus_per_task,
+        timeout_min=slurm.timeout_min,
+        slurm_signal_delay_s=slurm.signal_delay_s,
+        slurm_comment=comment,
+        # requeue needs it where the cluster's JobRequeue default is 0
+        slurm_additional_parameters={
+            "requeue": True,
+            # an empty value writes the bare flag, e.g. {exclusive: ""} -> --exclusive
+            **{k: v if v != "" else True for k, v in slurm.additional_parameters.items()},
+        },
+        **{key: value for key, value in optional.items() if value is not None},
+    )
+    return executor
+
+
+def slurm_state(job_id: str, *, watcher: Any = None) -> str:
+    """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell.
+
+    Args:
+        job_id: a SLURM job id.
+        watcher: submitit's shared sacct watcher (one sacct call for all of a process's jobs).
+
+    """
+    state = ""
+    if watcher is not None:
+        state = watcher.get_state(job_id, mode="force")
+    else:
+        out = _run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], check=False)
+        state = out.splitlines()[-1] if out.strip() else ""
+    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
+    if state and state != "UNKNOWN":
+        return state
+    # accounting may lag a new job by a few seconds; squeue asks the controller itself
+    out = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False)
+    return out.strip().split("\n")[0].strip().upper() or "UNKNOWN"
+
+
+def _require_sbatch() -> None:
+    """Fail fast when no SLURM client can work here (sbatch would retry a missing conf 60 s)."""
+    if shutil.which("sbatch") is None:
+        raise LaunchError(f"slurm launcher: sbatch is not on PATH; {NO_SLURM_HINT}")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():
+        raise LaunchError(f"SLURM_CONF={conf} does not exist; fix SLURM_CONF, or {NO_SLURM_HINT}")
+
+
+def _sbatch(args: Sequence[str], *, what: str) -> str:
+    """Run sbatch; a refusal becomes one LaunchError line with sbatch's own words."""
+    _require_sbatch()
+    result = subprocess.run(
+        ["sbatch", *args], capture_output=True, text=True, env=_environment_outside_jobs()
+    )
+    if result.returncode != 0:
+        raise LaunchError(_sbatch_message(result.stderr, what))
+    return result.stdout.strip()
+
+
+def _sbatch_message(stderr: str, what: str) -> str:
+    """One line from sbatch's error output, with the fix."""
+    errors = [m.strip() for m in re.findall(r"sbatch: (?:error|fatal): (.*)", stderr)]
+    unreachable = ("configuration source", "configuration file", "contact slurm controller")
+    for error in errors:
+        if any(marker in error for marker in unreachable):
+            return f"SLURM is not reachable ({error}); set SLURM_CONF, or {NO_SLURM_HINT}"
+    reasons = [e for e in errors if not e.startswith("Batch job submission failed")] or errors
+    text = "; ".join(dict.fromkeys(reasons)) or " ".join(stderr.split())[-300:]
+    return f"sbatch refused {what}: {text} (check the slurm: block of the sweep spec)"
+
+
+def _environment_outside_jobs() -> dict[str, str]:
+    """Return the environment without the SLURM_* variables of a job this process may run in.
+
+    A driver that runs as a job passes its own SLURM_* variables to sbatch, and srun in the
+    trial job then mixes them with the trial's (e.g. SLURM_MEM_PER_NODE and
+    SLURM_MEM_PER_CPU, which srun refuses together).
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
+
+
+@contextlib.contextmanager
+def _outside_any_job() -> Iterator[None]:
+    """Hide the job's SLURM_* variables while submitit runs sbatch (it takes os.environ)."""
+    saved, outside = dict(os.environ), _environment_outside_jobs()
+    os.environ.clear()
+    os.environ.update(outside)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(command: Sequence[str], *, check: bool = True) -> str:
+    """Run a SLURM client command; stdout, or "" when it fails and ``check`` is False."""
+    try:
+        result = subprocess.run(list(command), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if check:
+            raise LaunchError(f"{command[0]} failed: {exc}; {NO_SLURM_HINT}") from None
+        return ""
+    if result.returncode != 0:
+        if check:
+            raise LaunchError(f"{' '.join(command)}: {' '.join(result.stderr.split())}")
+        return ""
+    return result.stdout
