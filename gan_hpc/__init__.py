@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from gan_hpc.errors import (
     CheckpointError,
     DataError,
@@ -12,6 +14,9 @@ from gan_hpc.errors import (
     SweepError,
 )
 
+if TYPE_CHECKING:
+    from gan_hpc.bundle import SampleGenerator, load_generator
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -20,7 +25,18 @@ __all__ = [
     "DivergedError",
     "GanHpcError",
     "LaunchError",
+    "SampleGenerator",
     "SpecError",
     "SweepError",
     "__version__",
+    "load_generator",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the bundle API on first use: it imports torch, which ``import gan_hpc`` avoids."""
+    if name in ("SampleGenerator", "load_generator"):
+        from gan_hpc import bundle
+
+        return getattr(bundle, name)
+    raise AttributeError(f"module 'gan_hpc' has no attribute {name!r}")

@@ -21,8 +21,10 @@ from gan_hpc.config import DataConfig, apply_overrides, config_from_dict
 from gan_hpc.data.describe import describe
 from gan_hpc.data.readers import FORMATS, format_for_path, read_data
 from gan_hpc.errors import GanHpcError, SweepError
-from gan_hpc.rank import collect_trials, format_leaderboard, rank_trials
-from gan_hpc.sweep_spec import load_sweep_spec, smoke_overrides
+from gan_hpc.export import add_export_arguments, run_export
+from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, collect_trials, format_leaderboard, rank_trials
+from gan_hpc.sampling import add_sample_arguments, run_sample
+from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
 from gan_hpc.train import build_arg_parser as add_train_arguments
 from gan_hpc.train import run_from_args as run_train
 
@@ -99,7 +101,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     _add_spec_argument(parser)
     parser.add_argument(
         "--out", type=Path, help="parent of the sweep directory (default: the spec's storage.path)"
@@ -112,22 +114,62 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_sweep(args: argparse.Namespace) -> int:
-    from gan_hpc.tune import SPEC_FILE, run_sweep  # Ray and Optuna load only here
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_submit_arguments(parser)
+    parser.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        help="run trials here or as SLURM jobs (default: the spec's launcher)",
+    )
 
-    spec = load_sweep_spec(args.spec, args.overrides)
+
+def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[SweepSpec, Path]:
+    """The spec and sweep directory of `sweep run`/`submit`; refuses a sweep without --resume."""
+    spec = load_sweep_spec(args.spec, overrides)
     if args.smoke:
         spec = smoke_overrides(spec)
     sweep_dir = spec.sweep_dir(args.out)
-    exists = (sweep_dir / SPEC_FILE).exists()
-    if exists and not args.resume:
+    if (sweep_dir / SPEC_FILE).exists() and not args.resume:
         raise SweepError(
             f"{sweep_dir}: a sweep is already there; "
             "pass --resume to continue it or pick another --out"
         )
+    return spec, sweep_dir
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from gan_hpc.tune import has_tune_state, run_sweep  # Ray and Optuna load only here
+
+    launcher = [f"launcher={args.launcher}"] if args.launcher else []
+    spec, sweep_dir = _load_sweep(args, [*args.overrides, *launcher])
     print(f"sweep {spec.name}: {spec.tune.num_samples} trials -> {sweep_dir}", file=sys.stderr)
-    leaderboard = run_sweep(spec, sweep_dir, restore=exists, emit=_emit)
+    # restore-or-start: a driver that died before Ray's first snapshot starts the sweep again
+    restore = (sweep_dir / SPEC_FILE).exists() and has_tune_state(spec, sweep_dir)
+    leaderboard = run_sweep(spec, sweep_dir, restore=restore, emit=_emit)
     _print_summary(leaderboard, sweep_dir)
+    return 0
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    from gan_hpc.launch import get_launcher
+    from gan_hpc.slurm_launch import submit_driver
+    from gan_hpc.tune import launch_spec_for, prepare_sweep_dir
+
+    spec, sweep_dir = _load_sweep(args, [*args.overrides, "launcher=slurm"])
+    sweep_dir = sweep_dir.resolve()
+    launch_spec = launch_spec_for(spec)
+    get_launcher("slurm").check(launch_spec)
+    prepare_sweep_dir(spec, sweep_dir)
+    job_id = submit_driver(sweep_dir / SPEC_FILE, sweep_dir, launch_spec)
+    print(
+        f"submitted driver job {job_id}: sweep {spec.name}, {spec.tune.num_samples} trials\n"
+        f"  sweep directory  {sweep_dir}\n"
+        f"  driver log       {sweep_dir / 'driver' / f'{job_id}.log'}\n"
+        f"  leaderboard      gan-hpc sweep status {sweep_dir}\n"
+        f"  jobs             squeue --name={launch_spec.job_name} -o '%.10i %.9T %.10M %k'\n"
+        f"  TensorBoard      tensorboard --logdir {sweep_dir / TRIALS_DIR}\n"
+        f"  stop everything  scancel --name={launch_spec.job_name}"
+    )
     return 0
 
 
@@ -202,6 +244,10 @@ COMMANDS: CommandTree = {
         add_train_arguments,
         run_train,
     ),
+    "export": Command(
+        "export the top trials of a sweep as generator bundles", add_export_arguments, run_export
+    ),
+    "sample": Command("sample from an exported generator bundle", add_sample_arguments, run_sample),
     "sweep": {
         "validate": Command("check a sweep file and exit", _add_spec_argument, _run_validate),
         "run": Command(
@@ -213,6 +259,11 @@ COMMANDS: CommandTree = {
             "resume an interrupted sweep: finished trials are kept, the rest continue",
             _add_dir_argument,
             _run_resume,
+        ),
+        "submit": Command(
+            "submit the sweep's driver as a SLURM job (trials run as SLURM jobs); print its id",
+            _add_submit_arguments,
+            _run_submit,
         ),
         "status": Command(
             "print the leaderboard of a running or finished sweep",
