@@ -627,7 +627,7 @@ class ExponentialMovingAverage:
     def update(self, model: nn.Module) -> None:
         """Average ``model``'s current parameters in; copy its buffers."""
         live = unwrap_model(model)
-        averaged = list(self.module.parameters())
+        averaged: list[torch.Tensor] = list(self.module.parameters())
         current = [p.detach() for p in live.parameters()]
         if len(averaged) != len(current):
             raise ValueError("EMA: the live model's parameters do not match the averaged copy")
