@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 from gan_hpc.train import train_trial
@@ -62,23 +61,42 @@ def run_sweep(spec_file: Path, out: Path) -> tuple[float, float, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    handle = psutil.Process(driver.pid)
     peak_driver = peak_ray = 0.0
     while driver.poll() is None:
-        try:
-            peak_driver = max(peak_driver, handle.memory_info().rss)
-            ray_rss = 0
-            for proc in psutil.process_iter(["name", "cmdline"]):
-                cmdline = " ".join(proc.info["cmdline"] or [])
-                if any(tag in cmdline for tag in ("raylet", "gcs_server", "ray::", "dashboard")):
-                    ray_rss += proc.memory_info().rss
-            peak_ray = max(peak_ray, ray_rss)
-        except psutil.Error:
-            pass
+        peak_driver = max(peak_driver, _rss_bytes(driver.pid))
+        ray_rss = sum(_rss_bytes(pid) for pid in _pids() if _is_ray(pid))
+        peak_ray = max(peak_ray, ray_rss)
         time.sleep(0.5)
     if driver.returncode != 0:
         raise SystemExit(f"sweep failed with exit {driver.returncode}")
     return time.perf_counter() - started, peak_driver / 2**30, peak_ray / 2**30
+
+
+def _pids() -> list[int]:
+    """Every process id on this host (Linux /proc)."""
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _rss_bytes(pid: int) -> float:
+    """Resident memory of a process, 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _is_ray(pid: int) -> bool:
+    """True for Ray's own processes (raylet, GCS, workers, dashboard agents)."""
+    try:
+        cmdline = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return False
+    return any(tag in cmdline for tag in ("raylet", "gcs_server", "ray::", "dashboard"))
 
 
 def ray_startup_s() -> float:
