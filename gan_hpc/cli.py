@@ -17,7 +17,7 @@ import pandas as pd
 
 from gan_hpc import __version__
 from gan_hpc._logging import configure, get_logger
-from gan_hpc.config import DataConfig, apply_overrides, config_from_dict
+from gan_hpc.config import DataConfig, add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.data.describe import describe
 from gan_hpc.data.readers import FORMATS, format_for_path, read_data
 from gan_hpc.errors import GanHpcError, SweepError
@@ -53,14 +53,7 @@ def _add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--synthetic-frf", action="store_true", help="show the built-in FRF simulator's data"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a DataConfig option, e.g. csv.delimiter=';' or mat.variable=X",
-    )
+    add_override_argument(parser, "a DataConfig option, e.g. csv.delimiter=';' or mat.variable=X")
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
@@ -82,13 +75,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 def _add_spec_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", type=Path, help="a sweep file, e.g. sweeps/quickstart.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value (train.num_steps=50 applies to base; tune.num_samples=4)",
+    add_override_argument(
+        parser, "override a value (train.num_steps=50 applies to base; tune.num_samples=4)"
     )
 
 

@@ -7,6 +7,7 @@ values, each as a one-line :class:`~gan_hpc.errors.SpecError` naming the file, t
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import difflib
@@ -497,6 +498,13 @@ def _coerce(tp: Any, value: Any, *, source: str, dotted: str) -> Any:
     else:
         raise SpecError(f"{source}: {dotted}: unsupported config type {tp!r}")
     raise SpecError(f"{source}: {dotted}: expected {_type_name(tp)}, got {value!r}")
+
+
+def add_override_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """Declare the repeatable ``--set KEY=VALUE`` option that :func:`apply_overrides` consumes."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
 
 
 def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:

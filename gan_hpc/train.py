@@ -42,7 +42,7 @@ from gan_hpc.checkpoint import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from gan_hpc.config import OptimizerConfig, TrialConfig, load_trial_config
+from gan_hpc.config import OptimizerConfig, TrialConfig, add_override_argument, load_trial_config
 from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
 from gan_hpc.distributed import (
@@ -707,14 +707,7 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
         type=int,
         help="stop this run after step N (checkpointed), without changing the config",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value",
-    )
+    add_override_argument(parser, "override a config value")
     return parser
 
 
