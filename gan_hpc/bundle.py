@@ -34,7 +34,8 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from gan_hpc.config import ModelConfig, config_from_dict
+from gan_hpc.config import ModelConfig
+from gan_hpc.config_validation import config_from_dict
 from gan_hpc.data.transform import (
     DataTransform,
     SignalTransform,

@@ -17,7 +17,8 @@ import pandas as pd
 
 from gan_hpc import __version__
 from gan_hpc._logging import configure, get_logger
-from gan_hpc.config import DataConfig, add_override_argument, apply_overrides, config_from_dict
+from gan_hpc.config import DataConfig
+from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.data.describe import describe
 from gan_hpc.data.readers import FORMATS, format_for_path, read_data
 from gan_hpc.errors import GanHpcError, SweepError

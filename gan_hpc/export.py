@@ -51,7 +51,8 @@ from gan_hpc.bundle import (
     load_generator,
 )
 from gan_hpc.checkpoint import BEST_NAME, load_checkpoint, load_latest_valid
-from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig, config_to_dict
+from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig
+from gan_hpc.config_validation import config_to_dict
 from gan_hpc.convergence import CONVERGED, D_FAKE_MEAN, FOOLING_RATE, SAMPLES_PER_S, gate_holds
 from gan_hpc.data.transform import transform_from_dict
 from gan_hpc.data.types import DataSchema

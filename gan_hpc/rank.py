@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from gan_hpc.config import ConvergenceConfig, config_from_dict
+from gan_hpc.config import ConvergenceConfig
+from gan_hpc.config_validation import config_from_dict
 from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, STEP, gate_holds, selection_key
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
 from gan_hpc.files import atomic_write_text, read_json, read_jsonl

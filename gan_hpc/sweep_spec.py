@@ -45,17 +45,15 @@ from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from gan_hpc.config import (
+from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig
+from gan_hpc.config_validation import (
     ConfigValueError,
-    ConvergenceConfig,
-    Mode,
-    TrialConfig,
-    _require,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     load_yaml,
     parse_override,
+    require,
 )
 from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING
 from gan_hpc.errors import SpecError
@@ -213,20 +211,20 @@ class TuneSettings:
 
     def __post_init__(self) -> None:
         _check_metric("metric", self.metric)
-        _require(self.num_samples >= 1, "num_samples", "must be >= 1")
-        _require(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
-        _require(self.grace_period_steps >= 1, "grace_period_steps", "must be >= 1")
-        _require(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
-        _require(self.max_retries_per_trial >= 0, "max_retries_per_trial", "must be >= 0")
+        require(self.num_samples >= 1, "num_samples", "must be >= 1")
+        require(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
+        require(self.grace_period_steps >= 1, "grace_period_steps", "must be >= 1")
+        require(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        require(self.max_retries_per_trial >= 0, "max_retries_per_trial", "must be >= 0")
         for i, metric in enumerate(self.multi_objective_metrics):
             _check_metric(f"multi_objective_metrics[{i}]", metric)
-        _require(
+        require(
             len(self.multi_objective_modes) == len(self.multi_objective_metrics),
             "multi_objective_modes",
             f"needs one mode per metric ({len(self.multi_objective_metrics)}), "
             f"got {len(self.multi_objective_modes)}",
         )
-        _require(
+        require(
             not self.multi_objective_metrics or self.search_alg == "optuna",
             "multi_objective_metrics",
             "needs search_alg: optuna (random search has no objective)",
@@ -243,11 +241,11 @@ class ResourcesConfig:
     nodes: int = 1
 
     def __post_init__(self) -> None:
-        _require(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
-        _require(self.gpus_per_trial >= 0, "gpus_per_trial", "must be >= 0")
-        _require(self.world_size >= 1, "world_size", "must be >= 1")
-        _require(self.nodes >= 1, "nodes", "must be >= 1")
-        _require(
+        require(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
+        require(self.gpus_per_trial >= 0, "gpus_per_trial", "must be >= 0")
+        require(self.world_size >= 1, "world_size", "must be >= 1")
+        require(self.nodes >= 1, "nodes", "must be >= 1")
+        require(
             self.world_size % self.nodes == 0,
             "world_size",
             f"{self.world_size} ranks do not divide evenly over {self.nodes} nodes "
@@ -277,31 +275,31 @@ class SlurmConfig:
     setup: tuple[str, ...] = ()  # shell lines run before each job, e.g. "module load cuda"
 
     def __post_init__(self) -> None:
-        _require(self.timeout_min >= 1, "timeout_min", "must be >= 1")
-        _require(self.mem_gb is None or self.mem_gb > 0, "mem_gb", "must be > 0 or null")
-        _require(self.cpus_per_task >= 1, "cpus_per_task", "must be >= 1")
-        _require(self.gpus_per_node >= 0, "gpus_per_node", "must be >= 0")
-        _require(
+        require(self.timeout_min >= 1, "timeout_min", "must be >= 1")
+        require(self.mem_gb is None or self.mem_gb > 0, "mem_gb", "must be > 0 or null")
+        require(self.cpus_per_task >= 1, "cpus_per_task", "must be >= 1")
+        require(self.gpus_per_node >= 0, "gpus_per_node", "must be >= 0")
+        require(
             0 <= self.signal_delay_s < self.timeout_min * 60,
             "signal_delay_s",
             f"must be >= 0 and below timeout_min * 60 = {self.timeout_min * 60}, "
             f"got {self.signal_delay_s}",
         )
-        _require(self.max_requeues >= 0, "max_requeues", "must be >= 0")
-        _require(self.array_parallelism >= 1, "array_parallelism", "must be >= 1")
-        _require(self.driver_timeout_min >= 1, "driver_timeout_min", "must be >= 1")
-        _require(self.driver_cpus >= 1, "driver_cpus", "must be >= 1")
-        _require(self.driver_mem_gb > 0, "driver_mem_gb", "must be > 0")
+        require(self.max_requeues >= 0, "max_requeues", "must be >= 0")
+        require(self.array_parallelism >= 1, "array_parallelism", "must be >= 1")
+        require(self.driver_timeout_min >= 1, "driver_timeout_min", "must be >= 1")
+        require(self.driver_cpus >= 1, "driver_cpus", "must be >= 1")
+        require(self.driver_mem_gb > 0, "driver_mem_gb", "must be > 0")
         for option in self.additional_parameters:
             key = f"additional_parameters.{option}"
-            _require(
+            require(
                 bool(_SBATCH_OPTION_PATTERN.match(option)),
                 key,
                 "not an sbatch option name; write the long option without dashes, "
                 "e.g. mail-user or mail_user",
             )
             typed = _TYPED_SBATCH_OPTIONS.get(option.replace("_", "-"))
-            _require(typed is None, key, f"use slurm.{typed} instead")
+            require(typed is None, key, f"use slurm.{typed} instead")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,7 +309,7 @@ class StorageConfig:
     path: str = "runs"
 
     def __post_init__(self) -> None:
-        _require(bool(self.path.strip()), "path", "must not be empty")
+        require(bool(self.path.strip()), "path", "must not be empty")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

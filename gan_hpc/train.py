@@ -42,7 +42,8 @@ from gan_hpc.checkpoint import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from gan_hpc.config import OptimizerConfig, TrialConfig, add_override_argument, load_trial_config
+from gan_hpc.config import OptimizerConfig, TrialConfig, load_trial_config
+from gan_hpc.config_validation import add_override_argument
 from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
 from gan_hpc.distributed import (

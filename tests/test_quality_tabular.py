@@ -12,7 +12,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from gan_hpc import convergence
-from gan_hpc.config import config_from_dict
+from gan_hpc.config_validation import config_from_dict
 from gan_hpc.errors import DataError, SpecError
 from gan_hpc.quality import (
     BASELINE_MARGINALS,

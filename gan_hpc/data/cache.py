@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from gan_hpc.config import DataConfig, config_to_dict
+from gan_hpc.config import DataConfig
+from gan_hpc.config_validation import config_to_dict
 from gan_hpc.data.paths import _resolve_beside
 from gan_hpc.data.readers import format_for_path
 from gan_hpc.errors import DataError

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from gan_hpc.config import ConfigValueError
+from gan_hpc.config_validation import ConfigValueError
 
 SignalRepresentation = Literal["log_magnitude", "magnitude", "real_imag"]
 
