@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from gan_hpc._logging import get_logger
 from gan_hpc.errors import CheckpointError
@@ -144,3 +146,28 @@ def prune_step_checkpoints(directory: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` step checkpoints (``best.pt`` is separate)."""
     for _, path in list_step_checkpoints(directory)[:-keep_last]:
         path.unlink(missing_ok=True)
+
+
+def generator_weights(state: Mapping[str, Any], path: Path) -> tuple[dict[str, Tensor], str]:
+    """The generator's weights from a checkpoint: the EMA copy when present.
+
+    Returns:
+        Contiguous CPU tensors keyed without DDP's ``module.`` prefix, and ``"ema"`` or
+        ``"generator"`` for where they came from.
+
+    """
+    ema = state.get("ema")
+    if isinstance(ema, Mapping) and isinstance(ema.get("module"), Mapping):
+        source, weights = "ema", ema["module"]
+    elif isinstance(state.get("generator"), Mapping):
+        source, weights = "generator", state["generator"]
+    else:
+        raise CheckpointError(f"{path}: no generator weights; it is not a trial checkpoint")
+    cleaned: dict[str, Tensor] = {}
+    for key, tensor in weights.items():
+        name = str(key)
+        while name.startswith("module."):
+            name = name[len("module.") :]
+        # A clone per tensor: safetensors refuses tensors that share storage.
+        cleaned[name] = tensor.detach().to("cpu").contiguous().clone()
+    return cleaned, source

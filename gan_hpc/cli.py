@@ -23,7 +23,7 @@ from gan_hpc.data.describe import describe
 from gan_hpc.data.readers import FORMATS, format_for_path, read_data
 from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.export import add_export_arguments, run_export
-from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, collect_trials, format_leaderboard, rank_trials
+from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, format_leaderboard, sweep_leaderboard
 from gan_hpc.sampling import add_sample_arguments, run_sample
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
 from gan_hpc.train import build_arg_parser as add_train_arguments
@@ -140,9 +140,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from gan_hpc.launch import get_launcher
+    from gan_hpc.launch import get_launcher, launch_spec_for
     from gan_hpc.slurm_launch import submit_driver
-    from gan_hpc.tune import launch_spec_for, prepare_sweep_dir
+    from gan_hpc.tune import prepare_sweep_dir
 
     spec, sweep_dir = _load_sweep(args, [*args.overrides, "launcher=slurm"])
     sweep_dir = sweep_dir.resolve()
@@ -197,9 +197,7 @@ def _run_status(args: argparse.Namespace) -> int:
     if not args.sweep_dir.is_dir():
         raise SweepError(f"{args.sweep_dir}: not a directory")
     spec = read_spec(args.sweep_dir)
-    leaderboard = rank_trials(
-        collect_trials(args.sweep_dir), spec.ranking, checkpoint=args.checkpoint
-    )
+    leaderboard = sweep_leaderboard(args.sweep_dir, spec.ranking, checkpoint=args.checkpoint)
     print(format_leaderboard(leaderboard, args.format))
     return 0
 

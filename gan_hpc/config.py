@@ -39,6 +39,9 @@ LossName = Literal["bce", "bce_logits", "hinge", "lsgan", "wasserstein", "wgan_g
 OptimizerName = Literal["adam", "sgd", "rmsprop"]
 Device = Literal["auto", "cpu", "cuda"]
 Mode = Literal["min", "max"]
+GuardAction = Literal["stop", "flag"]
+
+QUALITY_PREFIX = "quality/"  # every held-out quality metric's name starts with this
 
 
 # --------------------------------------------------------------------------------------- data
@@ -306,18 +309,132 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConvergenceConfig:
-    """The seeds' convergence gate and the ranking score."""
+    """The seeds' convergence gate, the ranking score and the rule that picks the best checkpoint.
+
+    ``score`` may be a held-out quality metric (``quality/...``), which exists only once a
+    trial has ended; the trainer then picks its best checkpoint by ``checkpoint_score``, a
+    metric of every evaluation, and the quality metrics are computed for that checkpoint.
+    """
 
     d_acc_min: float = 0.80  # discriminator accuracy on held-out real vs fresh fakes
     fooling_rate_min: float = 0.40  # share of generated samples D calls real
     num_eval_samples: int = 1000  # fakes for the fooling rate / D accuracy
     score: str = "d_loss_gap"  # metric that ranks trials within a gate group
     score_mode: Mode = "min"
+    checkpoint_score: str | None = None  # None: ``score`` picks the best checkpoint too
+    checkpoint_score_mode: Mode = "min"
 
     def __post_init__(self) -> None:
         require(0 <= self.d_acc_min <= 1, "d_acc_min", "must be in [0, 1]")
         require(0 <= self.fooling_rate_min <= 1, "fooling_rate_min", "must be in [0, 1]")
         require(self.num_eval_samples >= 10, "num_eval_samples", "must be >= 10")
+        require(
+            not is_quality_metric(self.score) or self.checkpoint_score is not None,
+            "checkpoint_score",
+            f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
+            "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap)",
+        )
+        require(
+            self.checkpoint_score is None or not is_quality_metric(self.checkpoint_score),
+            "checkpoint_score",
+            f"'{self.checkpoint_score}' is computed when a trial ends, not at every evaluation",
+        )
+
+    @property
+    def selection_metric(self) -> tuple[str, Mode]:
+        """The metric and direction the trainer picks its best checkpoint by."""
+        if self.checkpoint_score is None:
+            return self.score, self.score_mode
+        return self.checkpoint_score, self.checkpoint_score_mode
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """Training diagnostics that stop (or only flag) a trial going wrong.
+
+    A symptom must last ``patience_evals`` evaluations in a row. A non-finite loss always ends
+    the trial as ``diverged``; the best checkpoint so far is kept either way.
+    """
+
+    action: GuardAction = "stop"  # stop: the trial ends as "halted"; flag: it trains on, flagged
+    patience_evals: int = 3
+    # evaluations up to this step are not checked: a freshly initialised generator barely
+    # varies its output yet, which would read as mode collapse
+    warmup_steps: int = 200
+    d_loss_collapse_below: float = 1e-3  # D wins outright (losses with an equilibrium only)
+    max_grad_norm: float = 1e4  # either network's gradient norm above this: exploding
+    min_diversity_ratio: float = 0.05  # fakes' spread / real spread below this: mode collapse
+
+    def __post_init__(self) -> None:
+        require(self.patience_evals >= 1, "patience_evals", "must be >= 1")
+        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        require(self.d_loss_collapse_below >= 0, "d_loss_collapse_below", "must be >= 0")
+        require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        require(0 <= self.min_diversity_ratio < 1, "min_diversity_ratio", "must be in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QualityConfig:
+    """Held-out quality metrics computed when a trial ends (sample sizes, seeds, thresholds).
+
+    Every subsample is drawn from ``numpy.random.default_rng(seed)``, so a report is
+    reproducible; the sizes actually used are recorded with the scores.
+    """
+
+    use_at_trial_end: bool = True  # score the best and last checkpoints when a trial ends
+    seed: int = 0
+    num_threads: int | None = 1  # None: the libraries' defaults (every core)
+    # tabular
+    target_column: str | None = None  # None: the condition column, else the last categorical
+    num_rows: int = 5000  # rows of real_test and of the synthetic table that are scored
+    num_reference_rows: int = 100_000  # training rows searched for closest records
+    max_trend_pairs: int = 200  # seeded subset of column pairs on wide tables
+    num_bins: int = 10  # quantile bins of a numeric column paired with a categorical one
+    num_folds: int = 3  # cross-validation folds of the detection classifiers
+    num_dcr_rows: int = 1000  # synthetic and holdout rows whose closest records are found
+    dcr_ratio_min: float = 0.8  # median DCR(synthetic) / median DCR(holdout) below: memorised
+    copy_rate_tolerance: float = 0.01  # exact-copy rate allowed above the holdout's own rate
+    # images
+    num_image_samples: int = 10_000  # generated and held-out real images compared
+    nearest_k: int = 3  # k of the k-NN manifolds (precision/recall)
+    num_classifier_steps: int = 600  # training steps of the feature classifier
+    classifier_batch_size: int = 64
+    num_classifier_images: int = 10_000  # training images the feature classifier sees
+    num_pseudo_classes: int = 10  # k-means clusters standing in for classes without labels
+    use_cache: bool = True
+    cache_dir: str | None = None  # None: $GAN_HPC_CACHE_DIR or ~/.cache/gan_hpc
+    # signals
+    num_signal_samples: int = 2000  # curve pairs (real, generated at its condition) scored
+    num_peaks: int = 3  # most prominent resonances compared per curve
+    peak_prominence_db: float = 3.0  # a resonance must stand this far above its surroundings
+
+    def __post_init__(self) -> None:
+        at_least_one = (
+            "num_rows",
+            "num_reference_rows",
+            "max_trend_pairs",
+            "num_dcr_rows",
+            "num_image_samples",
+            "nearest_k",
+            "num_classifier_steps",
+            "classifier_batch_size",
+            "num_classifier_images",
+            "num_signal_samples",
+            "num_peaks",
+        )
+        for name in at_least_one:
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("num_bins", "num_folds", "num_pseudo_classes"):
+            require(getattr(self, name) >= 2, name, f"must be >= 2, got {getattr(self, name)}")
+        require(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1")
+        require(0 < self.dcr_ratio_min <= 1, "dcr_ratio_min", "must be in (0, 1]")
+        require(0 <= self.copy_rate_tolerance < 1, "copy_rate_tolerance", "must be in [0, 1)")
+        require(self.peak_prominence_db > 0, "peak_prominence_db", "must be > 0")
+
+
+def is_quality_metric(name: str) -> bool:
+    """True for a held-out quality metric (computed when a trial ends, not at evaluations)."""
+    return name.startswith(QUALITY_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +447,8 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), JSON- and YAML-ready."""

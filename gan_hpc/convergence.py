@@ -43,6 +43,10 @@ CONVERGED = "converged"  # 1.0 when the gate holds at this evaluation
 # Continuous conditions (FRF coordinates): RMSE, in transformed units, between G(z, c) and the
 # held-out real sample at the same condition c. A cheap quality signal for ranking.
 CONDITIONAL_RMSE = "conditional_rmse"
+# Mean pairwise distance between fresh fakes over that between held-out real samples (both in
+# model space): near 1 when G spreads like the data, near 0 when it collapses onto few modes.
+DIVERSITY_RATIO = "diversity_ratio"
+DIVERSITY_SAMPLES = 256  # samples of each side whose pairwise distances are compared
 
 ALL_TRAINING = (D_LOSS, G_LOSS, D_GRAD_NORM, G_GRAD_NORM)
 ALL_CONVERGENCE = (
@@ -55,6 +59,7 @@ ALL_CONVERGENCE = (
     D_LOSS_GAP,
     CONVERGED,
     CONDITIONAL_RMSE,
+    DIVERSITY_RATIO,
 )
 
 
@@ -68,12 +73,17 @@ def gate_holds(metrics: Mapping[str, float], config: ConvergenceConfig) -> bool:
 
 
 def selection_key(metrics: Mapping[str, float], config: ConvergenceConfig) -> tuple[float, float]:
-    """Sort key (larger is better): gate first, then the score in its direction; NaN is worst."""
-    score = metrics.get(config.score, math.nan)
+    """Sort key of an evaluation (larger is better) for picking the best checkpoint.
+
+    The gate first, then the selection metric (``checkpoint_score``, else ``score``) in its
+    direction; NaN is worst.
+    """
+    name, mode = config.selection_metric
+    score = metrics.get(name, math.nan)
     if score is None or math.isnan(float(score)):
         oriented = -math.inf
     else:
-        oriented = float(score) if config.score_mode == "max" else -float(score)
+        oriented = float(score) if mode == "max" else -float(score)
     return (1.0 if gate_holds(metrics, config) else 0.0, oriented)
 
 
@@ -117,6 +127,7 @@ def evaluate_convergence(
             cond = sample_condition(schema, count, rng, device)
             fake_chunks.append(discriminator(generator(z, cond), cond).float().flatten())
         fake_scores = torch.cat(fake_chunks)
+        diversity = _diversity_ratio(generator, real_x, model_config, schema, rng, device)
         conditional = _conditional_rmse(
             generator, real_x, real_cond, model_config, schema, rng, batch_size, device
         )
@@ -139,7 +150,30 @@ def evaluate_convergence(
         D_LOSS_HELDOUT: d_loss,
         D_LOSS_GAP: abs(d_loss - equilibrium) if equilibrium is not None else abs(d_loss),
         **conditional,
+        **diversity,
     }
+
+
+def _diversity_ratio(
+    generator: nn.Module,
+    real_x: torch.Tensor,
+    model_config: ModelConfig,
+    schema: DataSchema,
+    rng: torch.Generator,
+    device: torch.device,
+) -> dict[str, float]:
+    """Fakes' mean pairwise distance over the held-out real samples' (a mode-collapse alarm)."""
+    count = min(DIVERSITY_SAMPLES, len(real_x))
+    if count < 2:
+        return {}
+    real = real_x[:count].to(device).float().flatten(1)
+    z = sample_latent(count, model_config.latent_dim, model_config.latent_distribution, rng, device)
+    cond = sample_condition(schema, count, rng, device)
+    fake = generator(z, cond).float().flatten(1)
+    real_spread = torch.pdist(real).mean().item()
+    if real_spread == 0:
+        return {}
+    return {DIVERSITY_RATIO: torch.pdist(fake).mean().item() / real_spread}
 
 
 def _conditional_rmse(

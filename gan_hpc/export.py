@@ -50,10 +50,11 @@ from gan_hpc.bundle import (
     describe_bundle,
     load_generator,
 )
-from gan_hpc.checkpoint import BEST_NAME, load_checkpoint, load_latest_valid
-from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig
+from gan_hpc.checkpoint import BEST_NAME, generator_weights, load_checkpoint, load_latest_valid
+from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig, is_quality_metric
 from gan_hpc.config_validation import config_to_dict
 from gan_hpc.convergence import CONVERGED, D_FAKE_MEAN, FOOLING_RATE, SAMPLES_PER_S, gate_holds
+from gan_hpc.data.datasets import load_dataset
 from gan_hpc.data.transform import transform_from_dict
 from gan_hpc.data.types import DataSchema
 from gan_hpc.errors import CheckpointError, GanHpcError, SpecError, SweepError
@@ -65,6 +66,7 @@ from gan_hpc.files import (
     read_json,
 )
 from gan_hpc.model_card import model_card, samples_figure, save_figure, validation_data
+from gan_hpc.quality import TAB_COLUMN_PREFIX, metric_mode
 from gan_hpc.rank import (
     LEADERBOARD_FILE,
     METRIC_COLUMNS,
@@ -75,13 +77,15 @@ from gan_hpc.rank import (
     rank_trials,
     read_spec,
 )
+from gan_hpc.scoring import QUALITY_KEY, score_checkpoint
 from gan_hpc.trial_dir import TrialDir
 
 logger = logging.getLogger(__name__)
 
 CheckpointKind = Literal["best", "last"]
 DEFAULT_TOP_K = 3
-# Metrics where larger is better, for --by without --mode; every other metric is minimised.
+# Metrics where larger is better, for --by without --mode; other evaluation metrics are
+# minimised, and quality metrics go their own way (gan_hpc.quality.metric_mode).
 HIGHER_IS_BETTER = frozenset({FOOLING_RATE, D_FAKE_MEAN, CONVERGED, SAMPLES_PER_S})
 
 
@@ -189,7 +193,12 @@ def _ranking(
             f"known: {', '.join(known) or 'none'}"
         )
     if mode is None:
-        mode = base.score_mode if by == base.score else "max" if by in HIGHER_IS_BETTER else "min"
+        if by == base.score:
+            mode = base.score_mode
+        elif is_quality_metric(by):
+            mode = metric_mode(by)
+        else:
+            mode = "max" if by in HIGHER_IS_BETTER else "min"
     logger.info("ranking by %s (%s)", by, mode)
     return dataclasses.replace(base, score=by, score_mode=mode)
 
@@ -207,6 +216,11 @@ def _leaderboard_row(bundle: Path) -> dict[str, Any]:
         "gate": info["ranking"]["gate"],
         "score": info["ranking"]["score_value"],
         **{name: metrics.get(name) for name in METRIC_COLUMNS},
+        **{
+            name: value
+            for name, value in metrics.items()
+            if is_quality_metric(name) and not name.startswith(TAB_COLUMN_PREFIX)
+        },
         **dict(info.get("params") or {}),
     }
 
@@ -262,7 +276,10 @@ def export_trial(
     data_info = _read_data_info(trial, schema)
     weights, source = generator_weights(state, checkpoint_path)
     ranking = ranking or config.convergence
-    metrics = {str(k): _finite(v) for k, v in record["metrics"].items()}
+    quality = _checkpoint_quality(trial, checkpoint, int(record["step"]), checkpoint_path, config)
+    metrics = {
+        str(k): _finite(v) for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()
+    }
     provenance = {
         "trial_id": trial.path.name,
         "checkpoint": checkpoint,
@@ -274,6 +291,7 @@ def export_trial(
             "score_value": metrics.get(ranking.score),
             "gate": gate_holds(record["metrics"], ranking),
         },
+        "quality": {k: v for k, v in quality.items() if k != "metrics"},
         "seed": config.train.seed,
         "config": config.to_dict(),
         "data": {"source_hash": data_info["source_hash"], "num_rows": data_info.get("num_rows")},
@@ -307,6 +325,42 @@ def export_trial(
     return bundle_dir
 
 
+def _checkpoint_quality(
+    trial: TrialDir, which: CheckpointKind, step: int, checkpoint_path: Path, config: TrialConfig
+) -> dict[str, Any]:
+    """Held-out quality of the exported checkpoint: from result.json, else computed now.
+
+    result.json's record counts only when it is for the same step (the same weights). A trial
+    that never wrote one (stopped early) is scored here when its data can still be read.
+    """
+    result = _read_result(trial)
+    record = result.get(which) if isinstance(result, dict) else None
+    if isinstance(record, Mapping) and record.get("step") == step and QUALITY_KEY in record:
+        metrics = record.get("metrics") or {}
+        return {
+            **dict(record[QUALITY_KEY]),
+            "metrics": {k: v for k, v in metrics.items() if is_quality_metric(k)},
+        }
+    if not config.quality.use_at_trial_end:
+        return {}
+    try:
+        data = load_dataset(config.data)
+    except GanHpcError as exc:
+        logger.warning("%s: held-out quality not computed (%s)", checkpoint_path, exc)
+        return {}
+    report = score_checkpoint(checkpoint_path, data, config).to_dict()
+    report["metrics"] = {k: v for k, v in report["metrics"].items() if v is not None}
+    return report
+
+
+def _read_result(trial: TrialDir) -> Any:
+    """``result.json``, or None when it is absent or unreadable."""
+    try:
+        return read_json(trial.result_path) if trial.result_path.exists() else None
+    except GanHpcError:
+        return None
+
+
 def _load_trial_checkpoint(trial: TrialDir, which: CheckpointKind) -> tuple[Path, dict[str, Any]]:
     """The trial's best.pt, or its newest valid step checkpoint for ``last``."""
     if which == "best":
@@ -336,31 +390,6 @@ def _read_data_info(trial: TrialDir, schema: DataSchema) -> dict[str, Any]:
             "mixes two runs, re-run the trial"
         )
     return info
-
-
-def generator_weights(state: Mapping[str, Any], path: Path) -> tuple[dict[str, Tensor], str]:
-    """The generator's weights from a checkpoint: the EMA copy when present.
-
-    Returns:
-        Contiguous CPU tensors keyed without DDP's ``module.`` prefix, and ``"ema"`` or
-        ``"generator"`` for where they came from.
-
-    """
-    ema = state.get("ema")
-    if isinstance(ema, Mapping) and isinstance(ema.get("module"), Mapping):
-        source, weights = "ema", ema["module"]
-    elif isinstance(state.get("generator"), Mapping):
-        source, weights = "generator", state["generator"]
-    else:
-        raise CheckpointError(f"{path}: no generator weights; it is not a trial checkpoint")
-    cleaned: dict[str, Tensor] = {}
-    for key, tensor in weights.items():
-        name = str(key)
-        while name.startswith("module."):
-            name = name[len("module.") :]
-        # A clone per tensor: safetensors refuses tensors that share storage.
-        cleaned[name] = tensor.detach().to("cpu").contiguous().clone()
-    return cleaned, source
 
 
 def _write_core(

@@ -22,7 +22,7 @@ from pathlib import Path
 from gan_hpc._logging import get_logger
 from gan_hpc.distributed import free_port
 from gan_hpc.errors import LaunchError
-from gan_hpc.sweep_spec import SlurmConfig
+from gan_hpc.sweep_spec import SlurmConfig, SweepSpec
 from gan_hpc.trial_dir import TrialDir
 
 logger = get_logger(__name__)
@@ -214,3 +214,13 @@ def get_launcher(name: str) -> Launcher:
     if name not in LAUNCHERS:
         raise LaunchError(f"unknown launcher {name!r}; valid: {', '.join(sorted(LAUNCHERS))}")
     return LAUNCHERS[name]()
+
+
+def launch_spec_for(spec: SweepSpec) -> LaunchSpec:
+    """What the launcher needs to start a trial of ``spec``."""
+    return LaunchSpec(
+        world_size=spec.resources.world_size,
+        nodes=spec.resources.nodes,
+        slurm=spec.slurm,
+        job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
+    )

@@ -606,7 +606,9 @@ class ExponentialMovingAverage:
 
     ``ema.module`` is a deep copy of the (unwrapped) model kept in eval mode without gradients;
     :meth:`update` moves its parameters toward the live model's by ``1 - decay`` and copies its
-    buffers (BatchNorm running statistics, spectral-norm vectors) as they are.
+    buffers (BatchNorm running statistics, spectral-norm vectors) as they are. The decay warms
+    up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early evaluations see the
+    trained weights rather than an average dominated by the random initialisation.
 
     Example:
         >>> ema = ExponentialMovingAverage(model=generator, decay=config.ema_decay)
@@ -632,7 +634,8 @@ class ExponentialMovingAverage:
         if len(averaged) != len(current):
             raise ValueError("EMA: the live model's parameters do not match the averaged copy")
         # one fused kernel per device/dtype group instead of one launch per tensor
-        torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+        decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
         for buffer, live_buffer in zip(self.module.buffers(), live.buffers(), strict=True):
             buffer.copy_(live_buffer)
         self.num_updates += 1

@@ -8,12 +8,16 @@ A sweep directory (``SweepSpec.sweep_dir()``, i.e. ``<storage.path>/<name>``) ho
                                        status.json, result.json, checkpoints/, tensorboard/
     <sweep_dir>/ray/                 Ray Tune's own storage (experiment state, trial snapshots)
     <sweep_dir>/leaderboard.csv      the latest ranking (:func:`write_leaderboard`)
+    <sweep_dir>/baselines.json       tabular reference rows: real data, independent marginals
+    <sweep_dir>/confirm.json         ``gan-hpc sweep confirm``'s re-runs with new seeds
 
 ``result.json`` (written when a trial ends) carries ``best`` and ``last``, each
 ``{"step", "metrics", "checkpoint"}``. A trial without one (still running, preempted, failed)
 is read from ``metrics.jsonl``: its last record is ``last`` and the best record by the
 trainer's own rule (:func:`gan_hpc.convergence.selection_key`: gate first, then the score) is
-``best``. A row of the leaderboard takes every figure from one of the two, never a mix.
+``best``. A row of the leaderboard takes every figure from one of the two, never a mix;
+the held-out quality metrics (``quality/...``) are in that same record, computed for its
+checkpoint when the trial ended (:mod:`gan_hpc.scoring`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from gan_hpc.config import ConvergenceConfig
+from gan_hpc.config import ConvergenceConfig, is_quality_metric
 from gan_hpc.config_validation import config_from_dict
 from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, STEP, gate_holds, selection_key
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
 from gan_hpc.files import atomic_write_text, read_json, read_jsonl
+from gan_hpc.quality import TAB_COLUMN_PREFIX as COLUMN_PREFIX
 from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
 from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, RESULT_FILE, STATUS_FILE
 
@@ -42,6 +47,9 @@ SPEC_FILE = "spec.yaml"
 TRIALS_DIR = "trials"
 RAY_DIR = "ray"
 LEADERBOARD_FILE = "leaderboard.csv"
+BASELINES_FILE = "baselines.json"
+CONFIRM_FILE = "confirm.json"
+BASELINE_PREFIX = "baseline:"  # trial_id of a baseline row, e.g. baseline:real_data
 
 LeaderboardFormat = Literal["table", "csv", "json", "markdown"]
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "markdown")
@@ -56,8 +64,11 @@ _LEADING_COLUMNS = (
     "steps_repeated",
     "step",
     "gate",
+    "flags",
     "score",
 )
+# columns added when the sweep has been confirmed (gan-hpc sweep confirm)
+CONFIRM_COLUMNS = ("confirm_seeds", "confirm_mean", "confirm_std", "confirm_gate_rate", "held_up")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +100,7 @@ class TrialRecord:
     steps_repeated: int = 0  # steps trained twice across those resumes
     wall_time_s: float | None = None
     has_result: bool = False  # False: best/last were computed from metrics.jsonl
+    flags: tuple[str, ...] = ()  # guards that fired (result.json), e.g. "mode_collapse"
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -190,6 +202,7 @@ def _read_trial(path: Path) -> TrialRecord | None:
             steps_repeated=steps_repeated,
             wall_time_s=_float_or_none(result.get("wall_time_s")),
             has_result=True,
+            flags=_flags(result.get("flags"), path / RESULT_FILE),
             config=config,
         )
     best, last = _best_and_last(metrics, ranking)
@@ -210,6 +223,16 @@ def _read_trial(path: Path) -> TrialRecord | None:
         has_result=False,
         config=config,
     )
+
+
+def _flags(raw: Any, path: Path) -> tuple[str, ...]:
+    """The guard names of ``result.json``'s ``flags`` (malformed entries are ignored)."""
+    if not isinstance(raw, list):
+        return ()
+    names = [str(entry["guard"]) for entry in raw if isinstance(entry, dict) and "guard" in entry]
+    if len(names) != len(raw):
+        logger.warning("%s: ignoring malformed 'flags' entries", path)
+    return tuple(names)
 
 
 def _read_json_or_warn(path: Path, *, required: bool = False) -> Any:
@@ -353,30 +376,43 @@ def rank_trials(
     ranking: ConvergenceConfig,
     *,
     checkpoint: Literal["best", "last"] = "best",
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
+    confirmations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Rank trials: those that pass the gate first, then by the score; ties by trial id.
+    """Rank trials: gate holders first, then unflagged ones, then by the score; ties by id.
 
     Args:
         records: from :func:`collect_trials`.
         ranking: the gate thresholds and the score (the spec's ``ranking``).
         checkpoint: rank every trial by its ``best`` or by its ``last`` evaluation; every
-            figure of a row comes from that one record.
+            figure of a row comes from that one record, quality metrics included.
+        baselines: ``{name: metrics}`` reference rows (:func:`read_baselines`), appended
+            unranked after the trials with ``state`` "baseline".
+        confirmations: ``{trial_id: summary}`` from ``gan-hpc sweep confirm``
+            (:func:`read_confirmations`); adds the :data:`CONFIRM_COLUMNS`.
 
     Returns:
-        One row per trial: rank, trial_id, state, step (of the record), gate, score, the
-        convergence metrics, the searched parameters (by dotted key) and the checkpoint path.
-        A trial without an evaluation has no score and ranks last.
+        One row per trial: rank, trial_id, state, step (of the record), gate, flags (guards
+        that fired), score, the convergence metrics, the quality metrics (per-column
+        similarities left out), the searched parameters (by dotted key) and the checkpoint
+        path. A trial without an evaluation has no score and ranks last.
 
     """
     records = list(records)
     param_keys: dict[str, None] = {}
     for record in records:
         param_keys.update(dict.fromkeys(record.params))
+    chosen_records = {
+        record.trial_id: record.best if checkpoint == "best" else record.last for record in records
+    }
+    quality_keys = _quality_columns(
+        [c.metrics for c in chosen_records.values() if c is not None],
+        list((baselines or {}).values()),
+    )
     rows = []
     for record in records:
-        chosen = record.best if checkpoint == "best" else record.last
+        chosen = chosen_records[record.trial_id]
         metrics = chosen.metrics if chosen is not None else {}
-        score = metrics.get(ranking.score, math.nan)
         rows.append(
             {
                 "trial_id": record.trial_id,
@@ -385,8 +421,10 @@ def rank_trials(
                 "steps_repeated": record.steps_repeated,
                 "step": chosen.step if chosen is not None else None,
                 "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
-                "score": score,
+                "flags": ",".join(record.flags),
+                "score": metrics.get(ranking.score, math.nan),
                 **{name: metrics.get(name, math.nan) for name in METRIC_COLUMNS},
+                **{name: metrics.get(name, math.nan) for name in quality_keys},
                 **{key: record.params.get(key) for key in param_keys},
                 "checkpoint": _checkpoint_path(record, chosen),
             }
@@ -394,18 +432,86 @@ def rank_trials(
     rows.sort(key=lambda row: _sort_key(row, ranking))
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
-    columns = [*_LEADING_COLUMNS, *METRIC_COLUMNS, *param_keys, "checkpoint"]
+    for name, metrics in (baselines or {}).items():
+        rows.append(
+            {
+                "trial_id": f"{BASELINE_PREFIX}{name}",
+                "state": "baseline",
+                "score": metrics.get(ranking.score, math.nan),
+                **{key: metrics.get(key, math.nan) for key in quality_keys},
+            }
+        )
+    extra = list(CONFIRM_COLUMNS) if confirmations else []
+    for row in rows:
+        summary = (confirmations or {}).get(str(row["trial_id"]), {})
+        row.update({column: summary.get(column) for column in extra})
+    columns = [
+        *_LEADING_COLUMNS,
+        *extra,
+        *METRIC_COLUMNS,
+        *quality_keys,
+        *param_keys,
+        "checkpoint",
+    ]
     df = pd.DataFrame(rows, columns=columns)
     # Nullable ints: a trial without an evaluation has no step, and the others stay integers.
     return df.astype({"rank": "Int64", "step": "Int64"})
 
 
+def _quality_columns(*groups: Sequence[Mapping[str, float]]) -> list[str]:
+    """The quality metrics any row reports, in first-seen order (per-column ones left out)."""
+    keys: dict[str, None] = {}
+    for group in groups:
+        for metrics in group:
+            keys.update(
+                dict.fromkeys(
+                    k for k in metrics if is_quality_metric(k) and not k.startswith(COLUMN_PREFIX)
+                )
+            )
+    return list(keys)
+
+
 def _sort_key(row: Mapping[str, Any], ranking: ConvergenceConfig) -> tuple[Any, ...]:
-    """Sort gate holders first, then by score in the ranking's direction, missing scores last."""
+    """Gate holders first, then unflagged trials, then the score in its direction (missing last)."""
     score = row["score"]
     missing = score is None or math.isnan(score)
     oriented = 0.0 if missing else (-score if ranking.score_mode == "max" else score)
-    return (not row["gate"], missing, oriented, row["trial_id"])
+    return (not row["gate"], bool(row["flags"]), missing, oriented, row["trial_id"])
+
+
+def read_baselines(sweep_dir: Path) -> dict[str, dict[str, float]]:
+    """``{name: metrics}`` of ``<sweep_dir>/baselines.json``; empty when absent or unreadable."""
+    document = _read_json_or_warn(Path(sweep_dir) / BASELINES_FILE)
+    reports = document.get("reports") if isinstance(document, dict) else None
+    if not isinstance(reports, dict):
+        return {}
+    return {
+        str(name): _numeric(report.get("metrics") or {})
+        for name, report in reports.items()
+        if isinstance(report, dict)
+    }
+
+
+def read_confirmations(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """``{trial_id: summary}`` of ``<sweep_dir>/confirm.json``; empty when absent."""
+    document = _read_json_or_warn(Path(sweep_dir) / CONFIRM_FILE)
+    trials = document.get("trials") if isinstance(document, dict) else None
+    if not isinstance(trials, dict):
+        return {}
+    return {str(k): dict(v) for k, v in trials.items() if isinstance(v, dict)}
+
+
+def sweep_leaderboard(
+    sweep_dir: Path, ranking: ConvergenceConfig, *, checkpoint: Literal["best", "last"] = "best"
+) -> pd.DataFrame:
+    """The sweep's full leaderboard: ranked trials, confirmations and baseline rows."""
+    return rank_trials(
+        collect_trials(sweep_dir),
+        ranking,
+        checkpoint=checkpoint,
+        baselines=read_baselines(sweep_dir),
+        confirmations=read_confirmations(sweep_dir),
+    )
 
 
 def _checkpoint_path(record: TrialRecord, chosen: CheckpointRecord | None) -> str | None:

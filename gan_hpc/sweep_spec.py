@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig
+from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig, is_quality_metric
 from gan_hpc.config_validation import (
     ConfigValueError,
     apply_overrides,
@@ -57,6 +57,7 @@ from gan_hpc.config_validation import (
 )
 from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING
 from gan_hpc.errors import SpecError
+from gan_hpc.quality import metric_mode
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,15 @@ _SCALAR_TYPES = (type(None), bool, int, float, str)
 
 
 def _check_metric(key: str, metric: str) -> None:
-    """Reject a metric name that no trial reports, suggesting the closest one."""
+    """Reject a metric name that no evaluation reports, suggesting the closest one."""
     if metric in KNOWN_METRICS:
         return
+    if is_quality_metric(metric):
+        raise ConfigValueError(
+            key,
+            f"'{metric}' is computed when a trial ends, but Optuna and ASHA need a metric of "
+            "every evaluation; rank by it with ranking.score instead",
+        )
     close = difflib.get_close_matches(metric, KNOWN_METRICS, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(KNOWN_METRICS)}"
     raise ConfigValueError(key, f"unknown metric '{metric}' ({hint})")
@@ -416,8 +423,8 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
         ConvergenceConfig, document.get("ranking"), source=source, prefix="ranking"
     )
     try:
-        _check_metric("ranking.score", ranking.score)
-    except ConfigValueError as exc:
+        _check_ranking(ranking)
+    except (ConfigValueError, SpecError) as exc:
         raise SpecError(f"{source}: {exc}") from None
     base = _load_base(document.get("base"), ranking, source=source)
     tune = _block(TuneSettings, document, "tune", source)
@@ -451,6 +458,22 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
         except SpecError as exc:
             raise SpecError(f"{source}: tune.initial_points[{index}]: {exc}") from None
     return spec
+
+
+def _check_ranking(ranking: ConvergenceConfig) -> None:
+    """The ranking score is an evaluation or a quality metric, ranked in its better direction."""
+    if ranking.checkpoint_score is not None:
+        _check_metric("ranking.checkpoint_score", ranking.checkpoint_score)
+    if not is_quality_metric(ranking.score):
+        _check_metric("ranking.score", ranking.score)
+        return
+    better = metric_mode(ranking.score)
+    if ranking.score_mode != better:
+        raise ConfigValueError(
+            "ranking.score_mode",
+            f"'{ranking.score}' is better when {'higher' if better == 'max' else 'lower'}; "
+            f"set ranking.score_mode: {better}",
+        )
 
 
 def _block(cls: type[Any], document: Mapping[str, Any], key: str, source: str) -> Any:

@@ -56,6 +56,7 @@ from gan_hpc.distributed import (
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import append_jsonl, atomic_write_json
+from gan_hpc.guards import GuardState
 from gan_hpc.locks import TrialLock
 from gan_hpc.losses import LossPair, clip_weights, get_loss, gradient_penalty
 from gan_hpc.models import (
@@ -65,6 +66,7 @@ from gan_hpc.models import (
     sample_latent,
     unwrap_model,
 )
+from gan_hpc.scoring import score_trial_records
 from gan_hpc.trial_dir import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -83,6 +85,7 @@ Report = Callable[[Mapping[str, float], Path | None], None]
 # checking every few steps keeps that off the hot path (SLURM's warning comes minutes early).
 STOP_CHECK_EVERY_STEPS = 10
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+ENDED_OUTCOMES = ("finished", "diverged", "halted")  # the trial will not train again
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class TrialResult:
     best: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
     replica_fingerprints: tuple[str, ...] = ()  # generator parameters' hash on each rank
+    flags: tuple[dict[str, Any], ...] = ()  # guards that fired: {"guard", "step", "detail"}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -105,6 +109,7 @@ class TrialResult:
             "best": self.best,
             "last": self.last,
             "replica_fingerprints": list(self.replica_fingerprints),
+            "flags": [dict(flag) for flag in self.flags],
         }
 
 
@@ -165,7 +170,10 @@ def train_trial(
             changing the config, so a later run resumes; for tests and quick looks.
 
     Returns:
-        How the trial ended; ``state`` is ``finished``, ``diverged`` or ``preempted``.
+        How the trial ended; ``state`` is ``finished``, ``diverged``, ``halted`` (a guard
+        stopped it) or ``preempted``. A trial that ends (not preempted) has its best and last
+        checkpoints scored on the held-out split (``config.quality``) before ``result.json``
+        is written.
 
     """
     report = report or _no_report
@@ -215,6 +223,7 @@ def train_trial(
         step, epoch, batch_in_epoch = 0, 0, 0
         best: dict[str, Any] | None = None
         last: dict[str, Any] | None = None
+        guards = GuardState()
         resumed = load_latest_valid(trial.checkpoints, map_location=device)
         if resumed is not None:
             state = resumed.state
@@ -226,6 +235,7 @@ def train_trial(
                 ema.load_state_dict(state["ema"])
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             best, last = state.get("best"), state.get("last")
+            guards = GuardState.from_dict(state.get("guards"))
             _restore_rank_rng(state["rng"], env, cfg.train.seed, step)
             if env.is_main:
                 _record_resume(trial, step)
@@ -330,6 +340,13 @@ def train_trial(
             )
             metrics[names.CONVERGED] = 1.0 if gate_holds(metrics, cfg.convergence) else 0.0
             window = LossWindow()
+            # every rank sees the same all-reduced metrics, so every rank takes the same branch
+            fired = guards.update(
+                metrics, step, cfg.guards, has_floor=loss.equilibrium_d_loss is not None
+            )
+            for flag in fired:
+                logger.warning("trial %s: guard %s: %s", trial.path, flag["guard"], flag["detail"])
+            halt_now = bool(fired) and cfg.guards.action == "stop"
 
             checkpoint_name = step_checkpoint_name(step)
             record = {
@@ -359,6 +376,7 @@ def train_trial(
                     "schema": data.schema.to_dict(),
                     "best": best,
                     "last": last,
+                    "guards": guards.to_dict(),
                 }
                 checkpoint_path = trial.checkpoints / checkpoint_name
                 save_checkpoint(checkpoint_path, state)
@@ -379,6 +397,9 @@ def train_trial(
                 outcome = "preempted"
                 logger.info("stop requested (%s): checkpointed at step %d", stop.signal_name, step)
                 break
+            if halt_now:
+                outcome = "halted"
+                break
 
         if outcome == "finished" and step < cfg.train.num_steps:
             outcome = "paused"  # stopped by stop_after_step; resumes later
@@ -387,6 +408,12 @@ def train_trial(
             logger.warning(
                 "trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints
             )
+        if env.is_main and outcome in ENDED_OUTCOMES and cfg.quality.use_at_trial_end:
+            trial.update_status(message="scoring held-out quality")
+            scored = score_trial_records(
+                trial.path, {"best": best, "last": last}, data, cfg, device=device
+            )
+            best, last = scored["best"], scored["last"]
         result = TrialResult(
             state=outcome,
             step=step,
@@ -394,13 +421,15 @@ def train_trial(
             best=best,
             last=last,
             replica_fingerprints=tuple(fingerprints),
+            flags=tuple(guards.fired),
         )
         if env.is_main:
             if writer is not None:
                 writer.close()
             status_state = {"paused": "preempted"}.get(outcome, outcome)
-            trial.update_status(state=status_state, step=step)
-            if outcome in ("finished", "diverged"):
+            message = "; ".join(f"{f['guard']} at step {f['step']}" for f in guards.fired)
+            trial.update_status(state=status_state, step=step, message=message)
+            if outcome in ENDED_OUTCOMES:
                 atomic_write_json(trial.result_path, result.to_dict())
         return result
 

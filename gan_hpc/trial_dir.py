@@ -35,13 +35,16 @@ TENSORBOARD_DIR = "tensorboard"
 LOGS_DIR = "logs"
 
 # Exit statuses of `python -m gan_hpc.train`; the launcher reads status.json for the details.
-EXIT_OK = 0  # finished, or diverged (status.json says which)
+EXIT_OK = 0  # finished, diverged or halted (status.json says which)
 EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
 
-TrialState = Literal["pending", "running", "finished", "diverged", "preempted", "failed", "stopped"]
-FINAL_STATES: frozenset[str] = frozenset({"finished", "diverged", "failed", "stopped"})
+# halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler or driver did
+TrialState = Literal[
+    "pending", "running", "finished", "diverged", "halted", "preempted", "failed", "stopped"
+]
+FINAL_STATES: frozenset[str] = frozenset({"finished", "diverged", "halted", "failed", "stopped"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,20 +34,22 @@ from ray.tune.search.optuna import OptunaSearch
 
 from gan_hpc import convergence as names
 from gan_hpc._logging import get_logger
-from gan_hpc.errors import LaunchError, SweepError
+from gan_hpc.config import is_quality_metric
+from gan_hpc.errors import GanHpcError, LaunchError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
-from gan_hpc.launch import LaunchSpec, TrialJob, get_launcher
+from gan_hpc.launch import TrialJob, get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock
 from gan_hpc.rank import (
+    BASELINES_FILE,
     RAY_DIR,
     SPEC_FILE,
     TRIALS_DIR,
-    collect_trials,
-    rank_trials,
     read_spec,
+    sweep_leaderboard,
     write_leaderboard,
     write_spec,
 )
+from gan_hpc.scoring import write_baselines
 from gan_hpc.sweep_spec import (
     Choice,
     Distribution,
@@ -152,7 +154,8 @@ class TrialWatcher(tune.Trainable):
                 return record
             if code == 0:
                 status = self.trial.read_status()
-                return {**self.last_result, "trial_state": status.state, "done": True}
+                final = {**self.last_result, **self._best_quality()}
+                return {**final, "trial_state": status.state, "done": True}
             self._restart_or_fail(code)
 
     def _restart_or_fail(self, code: int) -> None:
@@ -195,6 +198,19 @@ class TrialWatcher(tune.Trainable):
                 self.last_result = {k: v for k, v in record.items() if isinstance(v, (int, float))}
                 return dict(self.last_result)
 
+    def _best_quality(self) -> dict[str, float]:
+        """The best checkpoint's held-out quality metrics from result.json (for Ray's results)."""
+        try:
+            best = read_json(self.trial.result_path).get("best") or {}
+        except GanHpcError:
+            return {}
+        metrics = best.get("metrics") or {}
+        return {
+            k: float(v)
+            for k, v in metrics.items()
+            if is_quality_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+
     def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
         """Save Tune's checkpoint: a pointer to the step reported so far (weights stay put)."""
         atomic_write_json(Path(checkpoint_dir) / POINTER_FILE, {names.STEP: self.reported_step})
@@ -215,16 +231,6 @@ class TrialWatcher(tune.Trainable):
                 self.trial.update_status(
                     state="stopped", message="stopped by the scheduler or the driver"
                 )
-
-
-def launch_spec_for(spec: SweepSpec) -> LaunchSpec:
-    """What the launcher needs to start a trial of ``spec``."""
-    return LaunchSpec(
-        world_size=spec.resources.world_size,
-        nodes=spec.resources.nodes,
-        slurm=spec.slurm,
-        job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
-    )
 
 
 def _parse(line: str) -> dict[str, Any] | None:
@@ -409,6 +415,7 @@ def run_sweep(
                 )
         else:
             prepare_sweep_dir(spec, sweep_dir)
+        write_baselines(sweep_dir / BASELINES_FILE, spec.base, emit=emit)
         _start_ray(num_cpus)
         try:
             callbacks = [SweepProgress(spec, emit, sweep_dir)]
@@ -419,8 +426,8 @@ def run_sweep(
 
 
 def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
-    """Rank the sweep's trials and rewrite ``leaderboard.csv`` atomically."""
-    leaderboard = rank_trials(collect_trials(sweep_dir), spec.ranking)
+    """Rank the sweep's trials (with baselines and confirmations); rewrite ``leaderboard.csv``."""
+    leaderboard = sweep_leaderboard(sweep_dir, spec.ranking)
     write_leaderboard(sweep_dir, leaderboard)
     return leaderboard
 

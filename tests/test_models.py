@@ -372,6 +372,7 @@ def test_ema_moves_between_old_and_new_weights_and_copies_buffers() -> None:
         for parameter in model.parameters():
             parameter.add_(1.0)
     model(torch.randn(8, 3))  # train mode: BatchNorm running statistics change
+    ema.num_updates = 1000  # past the warm-up: the configured decay applies
     ema.update(model)
     for averaged, before, after in zip(
         ema.module.parameters(), old.parameters(), model.parameters(), strict=True
@@ -380,7 +381,17 @@ def test_ema_moves_between_old_and_new_weights_and_copies_buffers() -> None:
         assert (averaged > before).all() and (averaged < after).all()
     torch.testing.assert_close(ema.module[1].running_mean, model[1].running_mean)
     assert ema.module[1].num_batches_tracked.item() == 1
-    assert ema.num_updates == 1
+    assert ema.num_updates == 1001
+
+
+def test_ema_decay_warms_up_so_early_averages_follow_the_trained_weights() -> None:
+    model = nn.Linear(3, 4)
+    ema = ExponentialMovingAverage(model=model, decay=0.999)
+    before = copy.deepcopy(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)  # decay min(0.999, 1/10): the average moves 90 % of the way
+    torch.testing.assert_close(ema.module.weight, before.weight + 0.9)
 
 
 def test_ema_state_dict_round_trip() -> None:

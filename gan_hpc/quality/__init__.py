@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from threadpoolctl import threadpool_limits
 
-from gan_hpc.config import Mode
+from gan_hpc.config import Mode, QualityConfig
 from gan_hpc.errors import SpecError
 from gan_hpc.quality.baselines import (
     BASELINE_MARGINALS,
@@ -82,7 +82,6 @@ from gan_hpc.quality.tabular import (
 )
 from gan_hpc.quality.types import (
     ImageInputs,
-    QualityConfig,
     QualityInputs,
     QualityReport,
     SignalInputs,

@@ -17,9 +17,10 @@ import logging
 import numpy as np
 import pandas as pd
 
+from gan_hpc.config import QualityConfig
 from gan_hpc.errors import DataError
 from gan_hpc.quality.tabular import tabular_quality
-from gan_hpc.quality.types import QualityConfig, QualityReport, TabularInputs
+from gan_hpc.quality.types import QualityReport, TabularInputs
 
 logger = logging.getLogger(__name__)
 

@@ -67,7 +67,8 @@ class TableEncoder:
             if has_missing:
                 blocks.append(missing[:, None].astype(np.float64))
         for name, categories in self.categorical:
-            codes = pd.Categorical(category_labels(frame[name]), categories=categories).codes
+            # -1 for a label outside the fitted categories (e.g. a generated rarity)
+            codes = pd.Index(categories).get_indexer(np.asarray(category_labels(frame[name])))
             onehot = np.zeros((len(frame), len(categories)))
             known = codes >= 0
             onehot[np.flatnonzero(known), codes[known]] = onehot_scale

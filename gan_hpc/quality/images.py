@@ -44,13 +44,12 @@ from scipy import linalg
 from sklearn.cluster import KMeans
 from torch import nn
 
-from gan_hpc.config import Mode
+from gan_hpc.config import Mode, QualityConfig
 from gan_hpc.data.cache import CACHE_DIR_ENV
 from gan_hpc.errors import DataError
 from gan_hpc.files import atomic_write_bytes
 from gan_hpc.quality.types import (
     ImageInputs,
-    QualityConfig,
     QualityInputs,
     QualityReport,
     subsample_indices,

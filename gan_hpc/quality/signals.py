@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy.signal import find_peaks
 
-from gan_hpc.config import Mode
+from gan_hpc.config import Mode, QualityConfig
 from gan_hpc.errors import DataError
 from gan_hpc.quality.detection import (
     DETECTION_AUC,
@@ -34,7 +34,6 @@ from gan_hpc.quality.detection import (
     detection_score,
 )
 from gan_hpc.quality.types import (
-    QualityConfig,
     QualityInputs,
     QualityReport,
     SignalInputs,

@@ -39,7 +39,7 @@ from scipy.stats import ks_2samp
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import accuracy_score, f1_score, r2_score, roc_auc_score
 
-from gan_hpc.config import Mode
+from gan_hpc.config import Mode, QualityConfig
 from gan_hpc.errors import DataError
 from gan_hpc.quality.detection import (
     DETECTION_AUC,
@@ -55,7 +55,6 @@ from gan_hpc.quality.encoding import (
     numeric_values,
 )
 from gan_hpc.quality.types import (
-    QualityConfig,
     QualityInputs,
     QualityReport,
     TabularInputs,

@@ -14,67 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from gan_hpc.config_validation import ConfigValueError
-
 SignalRepresentation = Literal["log_magnitude", "magnitude", "real_imag"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QualityConfig:
-    """Sample sizes, seeds and thresholds of the held-out quality metrics (all defaults here).
-
-    Every subsample is drawn from ``numpy.random.default_rng(seed)``, so a report is
-    reproducible; the sizes actually used are recorded in :attr:`QualityReport.sample_sizes`.
-    """
-
-    seed: int = 0
-    num_threads: int | None = None  # None: the libraries' defaults (every core)
-    # tabular
-    target_column: str | None = None  # None: the condition column, else the last categorical
-    num_rows: int = 5000  # rows of real_test and of the synthetic table that are scored
-    num_reference_rows: int = 100_000  # training rows searched for closest records
-    max_trend_pairs: int = 200  # seeded subset of column pairs on wide tables
-    num_bins: int = 10  # quantile bins of a numeric column paired with a categorical one
-    num_folds: int = 3  # cross-validation folds of the detection classifiers
-    num_dcr_rows: int = 1000  # synthetic and holdout rows whose closest records are found
-    dcr_ratio_min: float = 0.8  # median DCR(synthetic) / median DCR(holdout) below: memorised
-    copy_rate_tolerance: float = 0.01  # exact-copy rate allowed above the holdout's own rate
-    # images
-    num_image_samples: int = 10_000  # generated and held-out real images compared
-    nearest_k: int = 3  # k of the k-NN manifolds (precision/recall)
-    num_classifier_steps: int = 600  # training steps of the feature classifier
-    classifier_batch_size: int = 64
-    num_classifier_images: int = 10_000  # training images the feature classifier sees
-    num_pseudo_classes: int = 10  # k-means clusters standing in for classes without labels
-    use_cache: bool = True
-    cache_dir: str | None = None  # None: $GAN_HPC_CACHE_DIR or ~/.cache/gan_hpc
-    # signals
-    num_signal_samples: int = 2000  # curve pairs (real, generated at its condition) scored
-    num_peaks: int = 3  # most prominent resonances compared per curve
-    peak_prominence_db: float = 3.0  # a resonance must stand this far above its surroundings
-
-    def __post_init__(self) -> None:
-        at_least_one = (
-            "num_rows",
-            "num_reference_rows",
-            "max_trend_pairs",
-            "num_dcr_rows",
-            "num_image_samples",
-            "nearest_k",
-            "num_classifier_steps",
-            "classifier_batch_size",
-            "num_classifier_images",
-            "num_signal_samples",
-            "num_peaks",
-        )
-        for name in at_least_one:
-            _require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("num_bins", "num_folds", "num_pseudo_classes"):
-            _require(getattr(self, name) >= 2, name, f"must be >= 2, got {getattr(self, name)}")
-        _require(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1")
-        _require(0 < self.dcr_ratio_min <= 1, "dcr_ratio_min", "must be in (0, 1]")
-        _require(0 <= self.copy_rate_tolerance < 1, "copy_rate_tolerance", "must be in [0, 1)")
-        _require(self.peak_prominence_db > 0, "peak_prominence_db", "must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,12 +96,6 @@ class QualityReport:
             sample_sizes={k: int(v) for k, v in data.get("sample_sizes", {}).items()},
             notes=tuple(data.get("notes", ())),
         )
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    """Raise :class:`ConfigValueError` (which the config loader prefixes) unless it holds."""
-    if not condition:
-        raise ConfigValueError(key, message)
 
 
 def subsample_indices(num: int, cap: int, rng: np.random.Generator) -> np.ndarray:
