@@ -202,6 +202,42 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_dir_argument(parser)
+    parser.add_argument(
+        "--top", type=int, default=3, metavar="K", help="confirm the K best trials (default 3)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, metavar="S", help="new training seeds each (default 3)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="rank and compare every trial by its best or its last checkpoint",
+    )
+    parser.add_argument("--format", choices=LEADERBOARD_FORMATS, default="table")
+
+
+def _run_confirm(args: argparse.Namespace) -> int:
+    from gan_hpc.confirm import confirm_sweep, format_confirmations
+    from gan_hpc.rank import read_spec, write_leaderboard
+
+    summaries = confirm_sweep(
+        args.sweep_dir, top_k=args.top, num_seeds=args.seeds, checkpoint=args.checkpoint, emit=_emit
+    )
+    print(format_leaderboard(format_confirmations(summaries), args.format))
+    spec = read_spec(args.sweep_dir)
+    write_leaderboard(args.sweep_dir, sweep_leaderboard(args.sweep_dir, spec.ranking))
+    held = sum(bool(s.get("held_up")) for s in summaries.values())
+    print(
+        f"{held} of {len(summaries)} trials held up over new seeds; the leaderboard "
+        f"({args.sweep_dir / 'leaderboard.csv'}, gan-hpc sweep status) shows held_up",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _emit(line: str) -> None:
     """The live view's lines go to stderr, so stdout keeps only the leaderboard."""
     print(line, file=sys.stderr, flush=True)
@@ -256,6 +292,11 @@ COMMANDS: CommandTree = {
             "print the leaderboard of a running or finished sweep",
             _add_status_arguments,
             _run_status,
+        ),
+        "confirm": Command(
+            "retrain the top K trials with S new seeds; report mean, spread and which held up",
+            _add_confirm_arguments,
+            _run_confirm,
         ),
     },
 }

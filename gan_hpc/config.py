@@ -8,7 +8,7 @@ values, each as a one-line :class:`~gan_hpc.errors.SpecError` naming the file, t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -461,9 +461,28 @@ class TrialConfig:
 
 
 def load_trial_config(path: Path, overrides: Sequence[str] = ()) -> TrialConfig:
-    """Load a trial config from YAML/JSON; a sweep spec's ``base:`` block is taken as the trial."""
+    """Load a trial config from YAML/JSON; a sweep spec's ``base:`` block is taken as the trial.
+
+    Relative data paths become absolute (:func:`with_absolute_data_paths`).
+    """
     document = load_yaml(path)
     if "base" in document:  # a sweep spec: train its base trial config
         document = document.get("base") or {}
     document = apply_overrides(document, overrides)
-    return TrialConfig.from_dict(document, source=str(path))
+    return with_absolute_data_paths(TrialConfig.from_dict(document, source=str(path)))
+
+
+def with_absolute_data_paths(config: TrialConfig) -> TrialConfig:
+    """The config with ``data.path`` and ``data.test_path`` made absolute.
+
+    Paths in a spec are relative to the directory the user runs gan-hpc from; a trainer runs
+    elsewhere (Ray moves its actors into their trial directories, a SLURM job starts in the
+    submission directory of its own), so ``config.json`` must hold absolute paths.
+    """
+    data = config.data
+    paths = {
+        name: str(Path(value).expanduser().absolute())
+        for name in ("path", "test_path")
+        if (value := getattr(data, name)) is not None
+    }
+    return replace(config, data=replace(data, **paths)) if paths else config

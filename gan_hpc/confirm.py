@@ -44,7 +44,7 @@ from gan_hpc.rank import (
     read_spec,
 )
 from gan_hpc.sweep_spec import SweepSpec
-from gan_hpc.trial_dir import EXIT_OK, EXIT_REQUEUE, TrialDir
+from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_OK, EXIT_REQUEUE, TrialDir
 
 logger = get_logger(__name__)
 
@@ -114,7 +114,8 @@ def run_confirmations(
     """Train every unfinished run, ``spec.tune.max_concurrent_trials`` at a time.
 
     A run that exits for a requeue (SIGTERM) is started again; one that fails is retried up to
-    ``spec.tune.max_retries_per_trial`` times and then left failed (the others go on).
+    ``spec.tune.max_retries_per_trial`` times (bad input: never) and then left failed (the
+    others go on).
     """
     launcher = get_launcher(spec.launcher)
     launch_spec = launch_spec_for(spec)
@@ -140,7 +141,9 @@ def run_confirmations(
                 done += 1
                 state = run.trial.read_status().state
                 emit(f"confirm: {run.trial.path.name} {state} ({done} of {len(runs)} done)")
-            elif code == EXIT_REQUEUE or retries.get(run, 0) < spec.tune.max_retries_per_trial:
+            elif code == EXIT_REQUEUE or (
+                code != EXIT_BAD_INPUT and retries.get(run, 0) < spec.tune.max_retries_per_trial
+            ):
                 retries[run] = retries.get(run, 0) + (code != EXIT_REQUEUE)
                 logger.warning("confirm: %s exited %s; starting it again", run.trial.path, code)
                 pending.insert(0, run)

@@ -45,7 +45,13 @@ from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig, is_quality_metric
+from gan_hpc.config import (
+    ConvergenceConfig,
+    Mode,
+    TrialConfig,
+    is_quality_metric,
+    with_absolute_data_paths,
+)
 from gan_hpc.config_validation import (
     ConfigValueError,
     apply_overrides,
@@ -92,6 +98,15 @@ _TYPED_SBATCH_OPTIONS = {
     "array": "array_parallelism",
 }
 _SCALAR_TYPES = (type(None), bool, int, float, str)
+# --smoke: quality sample sizes small enough that scoring takes seconds, not minutes
+SMOKE_QUALITY_CAPS = {
+    "num_rows": 500,
+    "num_dcr_rows": 200,
+    "num_image_samples": 500,
+    "num_classifier_steps": 50,
+    "num_classifier_images": 1000,
+    "num_signal_samples": 200,
+}
 
 
 def _check_metric(key: str, metric: str) -> None:
@@ -512,7 +527,7 @@ def _load_base(raw: Any, ranking: ConvergenceConfig, *, source: str) -> TrialCon
             "keys under ranking: (e.g. --set ranking.d_acc_min=0.8)"
         )
     base = config_from_dict(TrialConfig, raw, source=source, prefix="base")
-    return dataclasses.replace(base, convergence=ranking)
+    return dataclasses.replace(with_absolute_data_paths(base), convergence=ranking)
 
 
 # ------------------------------------------------------------------------------------ search
@@ -868,8 +883,8 @@ def _plain(value: Any) -> Any:
 def smoke_overrides(spec: SweepSpec) -> SweepSpec:
     """Return the ``--smoke`` variant: 2 trials of 20 steps on a small slice, in ``<name>-smoke``.
 
-    The number of steps, the evaluation cadence and ``data.max_rows`` are fixed, so search
-    entries for them are dropped.
+    The number of steps, the evaluation cadence, the batch size and ``data.max_rows`` are
+    fixed, so search entries for them are dropped; end-of-trial scoring uses small samples.
     """
     document = spec.to_dict()
     document["name"] = f"{spec.name}-smoke"
@@ -877,14 +892,18 @@ def smoke_overrides(spec: SweepSpec) -> SweepSpec:
     train["num_steps"] = min(train["num_steps"], 20)
     train["eval_every_steps"] = min(train["eval_every_steps"], 10)
     train["num_tensorboard_samples"] = min(train["num_tensorboard_samples"], 16)
+    train["batch_size"] = min(train["batch_size"], 64)  # fits the smoke slice of the data
     data = document["base"]["data"]
     data["max_rows"] = min(data["max_rows"] or 500, 500)
     document["ranking"]["num_eval_samples"] = min(document["ranking"]["num_eval_samples"], 64)
+    quality = document["base"]["quality"]  # the end-of-trial scoring runs, on small samples
+    for key, cap in SMOKE_QUALITY_CAPS.items():
+        quality[key] = min(quality[key], cap)
     tune = document["tune"]
     tune["num_samples"] = 2
     tune["max_concurrent_trials"] = min(tune["max_concurrent_trials"], 2)
     tune["grace_period_steps"] = min(tune["grace_period_steps"], 10)
-    for fixed in ("train.num_steps", "train.eval_every_steps", "data.max_rows"):
+    for fixed in ("train.num_steps", "train.eval_every_steps", "train.batch_size", "data.max_rows"):
         document["search"].pop(fixed, None)
     return sweep_spec_from_dict(document, source=spec.source)
 

@@ -62,7 +62,7 @@ from gan_hpc.sweep_spec import (
     search_order,
     trial_config_for,
 )
-from gan_hpc.trial_dir import FINAL_STATES, TrialDir
+from gan_hpc.trial_dir import EXIT_BAD_INPUT, FINAL_STATES, TrialDir
 
 logger = get_logger(__name__)
 
@@ -162,7 +162,8 @@ class TrialWatcher(tune.Trainable):
         """Retry a dead trial from its checkpoint, up to the spec's limit."""
         assert self.job is not None
         summary = self.job.failure_summary()
-        if self.restarts >= self.spec.tune.max_retries_per_trial:
+        # bad input (exit 2) fails the same way every time: retrying only wastes the slot
+        if code == EXIT_BAD_INPUT or self.restarts >= self.spec.tune.max_retries_per_trial:
             self.trial.update_status(state="failed", message=summary[-500:])
             raise LaunchError(f"trial {self.trial_id} failed (exit {code}): {summary}")
         self.restarts += 1
