@@ -455,7 +455,8 @@ def rank_trials(
     ]
     df = pd.DataFrame(rows, columns=columns)
     # Nullable ints: a trial without an evaluation has no step, and the others stay integers.
-    return df.astype({"rank": "Int64", "step": "Int64"})
+    integers = {"rank": "Int64", "step": "Int64", **({"confirm_seeds": "Int64"} if extra else {})}
+    return df.astype(integers)
 
 
 def _quality_columns(*groups: Sequence[Mapping[str, float]]) -> list[str]:

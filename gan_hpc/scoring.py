@@ -28,7 +28,7 @@ from torch import nn
 
 from gan_hpc.bundle import Draw, SampleGenerator
 from gan_hpc.checkpoint import generator_weights, load_checkpoint
-from gan_hpc.config import QualityConfig, TrialConfig
+from gan_hpc.config import QualityConfig, TrialConfig, is_quality_metric
 from gan_hpc.config_validation import config_to_dict
 from gan_hpc.data.datasets import PreparedData, Split, load_dataset
 from gan_hpc.data.transform import ImageTransform, SignalTransform
@@ -262,7 +262,8 @@ def score_trial_records(
             )
         outcome = by_checkpoint[checkpoint]
         merged = dict(record)
-        merged["metrics"] = {**record["metrics"], **outcome.get("metrics", {})}
+        evaluation = {k: v for k, v in record["metrics"].items() if not is_quality_metric(k)}
+        merged["metrics"] = {**evaluation, **outcome.get("metrics", {})}  # no stale scores
         merged[QUALITY_KEY] = {k: v for k, v in outcome.items() if k != "metrics"}
         scored[which] = merged
     return scored
@@ -278,6 +279,9 @@ def _score_or_reason(
     except GanHpcError as exc:
         logger.warning("quality of %s not computed: %s", checkpoint_path, exc)
         return {"error": str(exc)}
+    except Exception as exc:  # a scoring bug must not cost the trial its result.json
+        logger.exception("quality of %s not computed", checkpoint_path)
+        return {"error": f"{checkpoint_path}: scoring failed ({type(exc).__name__}: {exc})"}
     as_dict = report.to_dict()
     metrics = {k: v for k, v in as_dict["metrics"].items() if v is not None}
     return {

@@ -482,7 +482,10 @@ def _check_ranking(ranking: ConvergenceConfig) -> None:
     if not is_quality_metric(ranking.score):
         _check_metric("ranking.score", ranking.score)
         return
-    better = metric_mode(ranking.score)
+    try:
+        better = metric_mode(ranking.score)
+    except SpecError as exc:
+        raise ConfigValueError("ranking.score", str(exc).removeprefix("quality: ")) from None
     if ranking.score_mode != better:
         raise ConfigValueError(
             "ranking.score_mode",

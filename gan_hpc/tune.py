@@ -270,7 +270,11 @@ class SweepProgress(tune.Callback):
         """Record whether the trial finished or was stopped early."""
         finished = self.steps.get(trial.trial_id, 0) >= self.spec.base.train.num_steps
         self.ended[trial.trial_id] = "finished" if finished else "stopped early"
-        self.emit(self._line(trials, f"{trial.trial_id} {self.ended[trial.trial_id]}"))
+        event = f"{trial.trial_id} {self.ended[trial.trial_id]}"
+        score = self.spec.ranking.score
+        if is_quality_metric(score) and score in (trial.last_result or {}):
+            event += f" ({score}={trial.last_result[score]:.4g})"  # scored as the trial ended
+        self.emit(self._line(trials, event))
         update_leaderboard(self.spec, self.sweep_dir)
 
     def on_trial_error(

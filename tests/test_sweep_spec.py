@@ -409,3 +409,75 @@ def test_smoke_of_every_sweep_file_is_valid(path: Path) -> None:
 def test_spec_pickles(toy_spec: SweepSpec) -> None:
     # Ray and submitit ship the spec to workers.
     assert pickle.loads(pickle.dumps(toy_spec)) == toy_spec
+
+
+# ------------------------------------------------------------- ranking by held-out quality
+
+QUALITY_RANKING = {
+    "score": "quality/tabular_score",
+    "score_mode": "max",
+    "checkpoint_score": "d_loss_gap",
+}
+
+
+def test_ranking_by_a_quality_metric_picks_checkpoints_by_another(tmp_path: Path) -> None:
+    spec = load_sweep_spec(_write(tmp_path, _merge(VALID, {"ranking": QUALITY_RANKING})))
+    assert spec.ranking.score == "quality/tabular_score" and spec.ranking.score_mode == "max"
+    assert spec.ranking.selection_metric == ("d_loss_gap", "min")
+    # every trial picks its best checkpoint by the evaluation metric, ranked later by quality
+    config = trial_config_for(spec, {"loss.name": "hinge"})
+    assert config.convergence == spec.ranking
+
+
+def test_a_per_column_quality_score_ranks_higher_first(tmp_path: Path) -> None:
+    ranking = {**QUALITY_RANKING, "score": "quality/column/age"}
+    spec = load_sweep_spec(_write(tmp_path, _merge(VALID, {"ranking": ranking})))
+    assert spec.ranking.score == "quality/column/age"
+
+
+QUALITY_BAD_CASES = [
+    (
+        {"ranking": {"score": "quality/tabular_score", "score_mode": "max"}},
+        r"ranking\.checkpoint_score: 'quality/tabular_score' is computed when a trial ends; "
+        r".*checkpoint_score: d_loss_gap",
+    ),
+    (
+        {"ranking": {**QUALITY_RANKING, "score_mode": "min"}},
+        r"ranking\.score_mode: 'quality/tabular_score' is better when higher; "
+        r"set ranking\.score_mode: max",
+    ),
+    (
+        {"ranking": {**QUALITY_RANKING, "score": "quality/log_spectral_error"}},
+        r"ranking\.score_mode: 'quality/log_spectral_error' is better when lower; "
+        r"set ranking\.score_mode: min",
+    ),
+    (
+        {"ranking": {**QUALITY_RANKING, "checkpoint_score": "quality/detection_auc"}},
+        r"ranking\.checkpoint_score: 'quality/detection_auc' is computed when a trial ends",
+    ),
+    (
+        {"ranking": {**QUALITY_RANKING, "checkpoint_score": "d_los_gap"}},
+        r"ranking\.checkpoint_score: unknown metric 'd_los_gap' \(did you mean 'd_loss_gap'\?\)",
+    ),
+    (
+        {"tune": {"metric": "quality/tabular_score"}},
+        r"tune\.metric: 'quality/tabular_score' is computed when a trial ends.*"
+        r"rank by it with ranking\.score instead",
+    ),
+    (
+        {"ranking": {**QUALITY_RANKING, "score": "quality/tabular_scor"}},
+        r".*unknown metric 'quality/tabular_scor' \(did you mean 'quality/tabular_score'\?\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "pattern"), QUALITY_BAD_CASES)
+def test_bad_quality_ranking_fails_in_one_line(
+    tmp_path: Path, patch: dict[str, Any], pattern: str
+) -> None:
+    path = _write(tmp_path, _merge(VALID, patch))
+    with pytest.raises(SpecError) as info:
+        load_sweep_spec(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert re.match(re.escape(str(path)) + ": " + pattern, message), message

@@ -208,13 +208,19 @@ def total_variation(real: np.ndarray, synthetic: np.ndarray) -> float:
 
 
 def column_similarity(real: pd.Series, synthetic: pd.Series, *, is_numeric: bool) -> float:
-    """``1 - KS`` (numeric, present values; NaN if a side has none) or ``1 - TV``."""
+    """``1 - KS`` (numeric, present values) or ``1 - TV``.
+
+    A numeric column the generator leaves all missing while real data has values scores 0
+    (the worst), not NaN, so it cannot drop out of the mean; without real values it is NaN.
+    """
     if not is_numeric:
         return 1.0 - total_variation(category_labels(real), category_labels(synthetic))
     a, b = numeric_values(real), numeric_values(synthetic)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if len(a) == 0 or len(b) == 0:
+    if len(a) == 0:
         return math.nan
+    if len(b) == 0:
+        return 0.0
     # The statistic does not depend on the method; "asymp" only skips a slow exact p-value.
     return 1.0 - float(ks_2samp(a, b, method="asymp").statistic)
 

@@ -1,0 +1,399 @@
+"""End-of-trial scoring: each checkpoint scored on held-out data, baselines, leaderboard, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gan_hpc.train as train_module
+from gan_hpc.config import ConvergenceConfig, QualityConfig, TrialConfig, is_quality_metric
+from gan_hpc.convergence import D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE
+from gan_hpc.data.datasets import load_dataset
+from gan_hpc.export import export_trial
+from gan_hpc.quality import (
+    BASELINE_MARGINALS,
+    BASELINE_REAL,
+    COSINE_NOT_FOOLED,
+    IMG_CLASS_COVERAGE,
+    IMG_CONDITIONAL_ACCURACY,
+    IMG_FD,
+    IMG_PRECISION,
+    IMG_RECALL,
+    SIG_DETECTION_AUC,
+    SIG_RESONANCE_ERROR,
+    SIG_SPECTRAL_ERROR,
+    SIG_SPECTRAL_ERROR_UNCONDITIONAL,
+    TAB_COLUMN_PREFIX,
+    TAB_DETECTION_AUC,
+    TAB_TABULAR_SCORE,
+    TAB_TREND_SIMILARITY,
+)
+from gan_hpc.rank import BASELINE_PREFIX, BASELINES_FILE, TRIALS_DIR, sweep_leaderboard
+from gan_hpc.scoring import (
+    COSINE_SAMPLES,
+    QUALITY_KEY,
+    score_baselines,
+    score_checkpoint,
+    score_trial_records,
+    write_baselines,
+)
+from gan_hpc.train import train_trial
+from tests.helpers import small_frf_config
+
+NUM_ROWS = 800
+TINY_MODEL = {
+    "latent_dim": 8,
+    "generator": {"depth": 1, "width": 16},
+    "discriminator": {"depth": 1, "width": 16},
+}
+# Small samples keep every scoring at a fraction of a second.
+SMALL_QUALITY = {"num_rows": 200, "num_dcr_rows": 100, "num_folds": 2, "use_cache": False}
+TABULAR_HEADLINES = (TAB_TABULAR_SCORE, TAB_DETECTION_AUC, TAB_TREND_SIMILARITY, COSINE_NOT_FOOLED)
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+
+def write_table(path: Path) -> Path:
+    """Two correlated numeric columns, a categorical one and a binary class that depends on x."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 1.0, NUM_ROWS)
+    pd.DataFrame(
+        {
+            "x": np.round(x, 3),
+            "y": np.round(2.0 * x + rng.normal(0.0, 0.3, NUM_ROWS), 3),
+            "shop": rng.choice(["north", "south", "east"], NUM_ROWS),
+            "bought": np.where(x + rng.normal(0.0, 0.5, NUM_ROWS) > 0, "yes", "no"),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def tabular_config(path: Path, **changes: Any) -> TrialConfig:
+    """A tiny MLP GAN on the table: 60 steps, evaluated (and checkpointed) every 20."""
+    document: dict[str, Any] = {
+        # a quarter held out: 100 rows in the half that generators and baselines are scored on
+        "data": {"format": "csv", "path": str(path), "test_fraction": 0.25, "use_cache": False},
+        "model": TINY_MODEL,
+        "train": {"batch_size": 32, "num_steps": 60, "eval_every_steps": 20},
+        "convergence": {"num_eval_samples": 32},
+        "quality": SMALL_QUALITY,
+    }
+    for block, values in changes.items():
+        document[block] = {**document.get(block, {}), **values}
+    return TrialConfig.from_dict(document, source="test")
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One scored tabular trial, trained once for the module (tests copy it before changing it)."""
+    root = tmp_path_factory.mktemp("tabular")
+    config = tabular_config(write_table(root / "shops.csv"))
+    trial = root / "trial"
+    train_trial(config, trial)
+    result = json.loads((trial / "result.json").read_text())
+    return {"config": config, "trial": trial, "result": result}
+
+
+def quality_of(record: Mapping[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in record["metrics"].items() if is_quality_metric(k)}
+
+
+def same_values(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:
+    """Equal metrics; one left out, None (strict JSON's NaN) and NaN all mean "no value"."""
+
+    def present(metrics: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in metrics.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        }
+
+    left, right = present(left), present(right)
+    return left.keys() == right.keys() and all(left[k] == pytest.approx(right[k]) for k in left)
+
+
+# ------------------------------------------------------------------------------------ tabular
+
+
+def test_best_and_last_records_carry_their_own_quality(tabular: dict[str, Any]) -> None:
+    result, config, trial = tabular["result"], tabular["config"], tabular["trial"]
+    best, last = result["best"], result["last"]
+    assert result["state"] == "finished"
+    assert best["step"] != last["step"], "this seed's best evaluation is not the last one"
+    data = load_dataset(config.data)
+    for record in (best, last):
+        metrics = record["metrics"]
+        for name in TABULAR_HEADLINES:
+            assert name in metrics, name
+        assert 0.0 <= metrics[TAB_TABULAR_SCORE] <= 1.0
+        # the evaluation's own metrics are kept beside the quality ones
+        assert {D_LOSS_GAP, D_ACC_HELDOUT, FOOLING_RATE} <= metrics.keys()
+        quality = record[QUALITY_KEY]
+        assert "error" not in quality
+        sizes = quality["sample_sizes"]
+        assert sizes["synthetic_rows"] == sizes["real_test_rows"] == 100
+        assert sizes["cosine_rows"] == COSINE_SAMPLES
+        assert quality["seconds"] >= 0 and isinstance(quality["notes"], list)
+        # every figure is that checkpoint file's own: scoring the file again gives them back
+        again = score_checkpoint(trial / record["checkpoint"], data, config)
+        assert same_values(quality_of(record), again.metrics)
+        assert again.sample_sizes == sizes
+    assert quality_of(best) != quality_of(last)
+
+
+def test_one_evaluation_gives_identical_best_and_last_quality(tmp_path: Path) -> None:
+    config = tabular_config(
+        write_table(tmp_path / "shops.csv"), train={"num_steps": 20, "eval_every_steps": 20}
+    )
+    train_trial(config, tmp_path / "trial")
+    result = json.loads((tmp_path / "trial" / "result.json").read_text())
+    best, last = result["best"], result["last"]
+    assert best["step"] == last["step"] == 20
+    assert best["checkpoint"] != last["checkpoint"]  # best.pt beside step-00000020.pt
+    assert TAB_TABULAR_SCORE in best["metrics"]
+    assert same_values(quality_of(best), quality_of(last))
+    assert best[QUALITY_KEY]["sample_sizes"] == last[QUALITY_KEY]["sample_sizes"]
+
+
+def test_baselines_bracket_the_generator(tabular: dict[str, Any]) -> None:
+    config = tabular["config"]
+    reports = score_baselines(load_dataset(config.data), config)
+    assert set(reports) == {BASELINE_REAL, BASELINE_MARGINALS}
+    real, marginals = reports[BASELINE_REAL], reports[BASELINE_MARGINALS]
+    # independent marginals lose the x-y correlation that a fresh real sample keeps
+    assert real.metrics[TAB_TABULAR_SCORE] > marginals.metrics[TAB_TABULAR_SCORE]
+    assert real.metrics[TAB_TREND_SIMILARITY] > marginals.metrics[TAB_TREND_SIMILARITY]
+    best = tabular["result"]["best"]
+    assert real.metrics[TAB_TABULAR_SCORE] >= best["metrics"][TAB_TABULAR_SCORE]
+    # the generator is scored on the same held-out half, with as many rows, as the baselines
+    sizes = best[QUALITY_KEY]["sample_sizes"]
+    for name in ("real_test_rows", "synthetic_rows", "real_train_rows"):
+        assert sizes[name] == real.sample_sizes[name], name
+
+
+def test_write_baselines_is_kept_until_the_settings_change(
+    tabular: dict[str, Any], tmp_path: Path
+) -> None:
+    config = tabular["config"]
+    path = tmp_path / BASELINES_FILE
+    written = write_baselines(path, config)
+    assert written is not None and set(written) == {"key", "reports"}
+    assert set(written["reports"]) == {BASELINE_REAL, BASELINE_MARGINALS}
+    assert json.loads(path.read_text()) == json.loads(json.dumps(written))
+    text, mtime = path.read_text(), path.stat().st_mtime_ns
+
+    messages: list[str] = []
+    assert write_baselines(path, config, emit=messages.append) == json.loads(text)
+    assert messages == [] and path.read_text() == text and path.stat().st_mtime_ns == mtime
+
+    changed = dataclasses.replace(config, quality=dataclasses.replace(config.quality, seed=1))
+    rewritten = write_baselines(path, changed, emit=messages.append)
+    assert rewritten is not None and len(messages) == 1
+    assert json.loads(path.read_text())["key"]["quality"]["seed"] == 1
+    assert rewritten["key"] != written["key"]
+
+
+def test_write_baselines_skips_signals_and_unscored_sweeps(
+    tabular: dict[str, Any], tmp_path: Path
+) -> None:
+    off = dataclasses.replace(
+        tabular["config"], quality=QualityConfig(use_at_trial_end=False, use_cache=False)
+    )
+    assert write_baselines(tmp_path / "tabular.json", off) is None
+    assert write_baselines(tmp_path / "signal.json", small_frf_config()) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leaderboard_shows_quality_columns_and_baseline_rows(
+    tabular: dict[str, Any], tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    for name in ("trial_0000", "trial_0001"):
+        shutil.copytree(tabular["trial"], sweep / TRIALS_DIR / name)
+    write_baselines(sweep / BASELINES_FILE, tabular["config"])
+    baselines = json.loads((sweep / BASELINES_FILE).read_text())["reports"]
+    ranking = ConvergenceConfig(
+        score=TAB_TABULAR_SCORE, score_mode="max", checkpoint_score=D_LOSS_GAP
+    )
+    board = sweep_leaderboard(sweep, ranking)
+
+    # the ranked trials first, then the unranked baseline rows
+    assert list(board["trial_id"][:2]) == ["trial_0000", "trial_0001"]
+    assert set(board["trial_id"][2:]) == {
+        f"{BASELINE_PREFIX}{BASELINE_REAL}",
+        f"{BASELINE_PREFIX}{BASELINE_MARGINALS}",
+    }
+    assert list(board["rank"][:2]) == [1, 2] and board["rank"][2:].isna().all()
+    assert list(board["state"][2:]) == ["baseline", "baseline"]
+    best = tabular["result"]["best"]
+    assert board["score"][0] == pytest.approx(best["metrics"][TAB_TABULAR_SCORE])
+    assert board[TAB_DETECTION_AUC][0] == pytest.approx(best["metrics"][TAB_DETECTION_AUC])
+    for name in (BASELINE_REAL, BASELINE_MARGINALS):
+        row = board.loc[board["trial_id"] == f"{BASELINE_PREFIX}{name}"].iloc[0]
+        expected = baselines[name]["metrics"][TAB_TABULAR_SCORE]
+        assert row["score"] == pytest.approx(expected)
+        assert row[TAB_TABULAR_SCORE] == pytest.approx(expected)
+    assert TAB_TREND_SIMILARITY in board.columns
+    assert not any(str(c).startswith(TAB_COLUMN_PREFIX) for c in board.columns)
+
+
+# ------------------------------------------------------------------------------ other kinds
+
+
+def test_signal_trial_is_scored_in_decibels(tmp_path: Path) -> None:
+    config = small_frf_config()
+    config = dataclasses.replace(config, quality=QualityConfig(num_signal_samples=50))
+    train_trial(config, tmp_path / "trial")
+    result = json.loads((tmp_path / "trial" / "result.json").read_text())
+    for which in ("best", "last"):
+        record = result[which]
+        names = (
+            SIG_SPECTRAL_ERROR,
+            SIG_SPECTRAL_ERROR_UNCONDITIONAL,
+            SIG_RESONANCE_ERROR,
+            SIG_DETECTION_AUC,
+        )
+        for name in names:
+            assert name in record["metrics"], (which, name)
+        assert record["metrics"][SIG_SPECTRAL_ERROR] >= 0
+        assert record[QUALITY_KEY]["sample_sizes"]["signal_pairs"] > 0
+        # the cosine analysis is the tabular seed's: signals do not get it
+        assert COSINE_NOT_FOOLED not in record["metrics"]
+
+
+def write_images(path: Path) -> Path:
+    """Three 8x8 classes: left half lit, top half lit, a centre square lit; with pixel noise."""
+    rng = np.random.default_rng(0)
+    shapes = np.zeros((3, 8, 8))
+    shapes[0, :, :4] = shapes[1, :4, :] = shapes[2, 2:6, 2:6] = 1.0
+    labels = rng.integers(0, 3, 300)
+    images = shapes[labels] * 200 + rng.integers(0, 40, (300, 8, 8))
+    np.savez(path, images=images.astype(np.uint8), labels=labels)
+    return path
+
+
+def test_image_trial_is_scored_with_its_sample_sizes(tmp_path: Path) -> None:
+    images = write_images(tmp_path / "shapes.npz")
+    document = {
+        "data": {"format": "npz", "path": str(images), "conditional": True},
+        "model": {**TINY_MODEL, "family": "dcgan", "generator": {"depth": 2, "width": 8}},
+        "train": {"batch_size": 16, "num_steps": 20, "eval_every_steps": 10},
+        "convergence": {"num_eval_samples": 32},
+        "quality": {
+            "num_image_samples": 100,
+            "num_classifier_steps": 20,
+            "num_classifier_images": 200,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
+    train_trial(TrialConfig.from_dict(document, source="test"), tmp_path / "trial")
+    result = json.loads((tmp_path / "trial" / "result.json").read_text())
+    for which in ("best", "last"):
+        record = result[which]
+        for name in (IMG_FD, IMG_PRECISION, IMG_RECALL, IMG_CLASS_COVERAGE):
+            assert name in record["metrics"], (which, name)
+        assert record["metrics"][IMG_FD] >= 0
+        # a conditional generator is asked for classes: the classifier checks it made them
+        assert IMG_CONDITIONAL_ACCURACY in record["metrics"]
+        sizes = record[QUALITY_KEY]["sample_sizes"]
+        assert sizes["num_classes"] == 3
+        assert 0 < sizes["image_samples"] <= 100
+        assert sizes["classifier_train_images"] == 200
+
+
+# --------------------------------------------------------------------- failures and opt-out
+
+
+@pytest.fixture
+def unscored_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A tabular trial trained with ``quality.use_at_trial_end`` off (scoring must not run)."""
+
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored although quality.use_at_trial_end is off")
+
+    monkeypatch.setattr(train_module, "score_trial_records", no_scoring)
+    config = tabular_config(
+        write_table(tmp_path / "shops.csv"), quality={"use_at_trial_end": False}
+    )
+    train_trial(config, tmp_path / "trial")
+    monkeypatch.undo()
+    result = json.loads((tmp_path / "trial" / "result.json").read_text())
+    return {"config": config, "trial": tmp_path / "trial", "result": result}
+
+
+def test_quality_off_leaves_records_unscored(unscored_trial: dict[str, Any]) -> None:
+    result = unscored_trial["result"]
+    assert result["state"] == "finished"
+    for which in ("best", "last"):
+        record = result[which]
+        assert QUALITY_KEY not in record
+        assert quality_of(record) == {} and D_LOSS_GAP in record["metrics"]
+
+
+def test_unreadable_checkpoints_get_a_reason_and_keep_their_metrics(
+    unscored_trial: dict[str, Any],
+) -> None:
+    trial, config = unscored_trial["trial"], unscored_trial["config"]
+    records = {k: unscored_trial["result"][k] for k in ("best", "last")}
+    best_file = trial / records["best"]["checkpoint"]
+    best_file.write_bytes(best_file.read_bytes()[:100])  # a copy cut short by a crash
+    missing = {**records["last"], "checkpoint": "checkpoints/step-99999999.pt"}
+    scored = score_trial_records(
+        trial, {**records, "missing": missing, "none": None}, load_dataset(config.data), config
+    )
+
+    assert scored["none"] is None
+    for which, original, reason in (
+        ("best", records["best"], "truncated or corrupt"),
+        ("missing", missing, "checkpoint not found"),
+    ):
+        record = scored[which]
+        assert record is not None
+        error = record[QUALITY_KEY]["error"]
+        assert reason in error and str(trial / original["checkpoint"]) in error
+        assert "\n" not in error
+        # nothing already trained is lost: the record is the original plus the reason
+        assert {k: v for k, v in record.items() if k != QUALITY_KEY} == original
+    last = scored["last"]
+    assert last is not None and TAB_TABULAR_SCORE in last["metrics"]
+    assert "error" not in last[QUALITY_KEY]
+    trained = records["last"]["metrics"]
+    assert {k: last["metrics"][k] for k in trained} == trained
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_export_carries_the_checkpoints_quality(
+    tabular: dict[str, Any], tmp_path: Path, which: Literal["best", "last"]
+) -> None:
+    record = tabular["result"][which]
+    bundle = export_trial(tabular["trial"], tmp_path / "bundle", checkpoint=which)
+    info = json.loads((bundle / "metrics.json").read_text())
+    assert info["step"] == record["step"]
+    assert same_values(quality_of(info), quality_of(record))
+    assert info[QUALITY_KEY]["sample_sizes"] == record[QUALITY_KEY]["sample_sizes"]
+
+
+def test_export_scores_a_checkpoint_without_result_json(
+    tabular: dict[str, Any], tmp_path: Path
+) -> None:
+    trial = tmp_path / "trial"
+    shutil.copytree(tabular["trial"], trial)
+    (trial / "result.json").unlink()  # e.g. the trial was stopped before it ended
+    bundle = export_trial(trial, tmp_path / "bundle", checkpoint="best")
+    info = json.loads((bundle / "metrics.json").read_text())
+    record = tabular["result"]["best"]
+    assert same_values(quality_of(info), quality_of(record))
+    assert info[QUALITY_KEY]["sample_sizes"] == record[QUALITY_KEY]["sample_sizes"]
