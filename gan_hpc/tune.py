@@ -50,13 +50,9 @@ from gan_hpc.rank import (
     write_spec,
 )
 from gan_hpc.scoring import write_baselines
+from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from gan_hpc.sweep_spec import (
-    Choice,
-    Distribution,
-    IntRange,
-    LogUniform,
     SweepSpec,
-    Uniform,
     conditions_hold,
     dump_sweep_spec,
     search_order,

@@ -15,12 +15,9 @@ import pytest
 import yaml
 
 from gan_hpc.errors import SpecError
+from gan_hpc.search_space import Choice, IntRange, LogUniform, Uniform
 from gan_hpc.sweep_spec import (
-    Choice,
-    IntRange,
-    LogUniform,
     SweepSpec,
-    Uniform,
     active_params,
     dump_sweep_spec,
     load_sweep_spec,
