@@ -10,16 +10,18 @@ from __future__ import annotations
 import io
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from gan_hpc._logging import get_logger
+from gan_hpc.distributed import DistEnv
 from gan_hpc.errors import CheckpointError
 from gan_hpc.files import atomic_write_bytes
 
@@ -171,3 +173,26 @@ def generator_weights(state: Mapping[str, Any], path: Path) -> tuple[dict[str, T
         # A clone per tensor: safetensors refuses tensors that share storage.
         cleaned[name] = tensor.detach().to("cpu").contiguous().clone()
     return cleaned, source
+
+
+def gather_rng_states(env: DistEnv) -> list[dict[str, Any]]:
+    """Every rank's RNG state, in rank order (collected on all ranks, saved by rank 0)."""
+    own = capture_rng_state()
+    if not env.is_distributed:
+        return [own]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, own)
+    return gathered
+
+
+def restore_rank_rng(states: Sequence[dict[str, Any]], env: DistEnv, seed: int, step: int) -> None:
+    """Restore this rank's RNG state; a changed world size reseeds deterministically instead."""
+    if len(states) == env.world_size:
+        restore_rng_state(states[env.rank])
+        return
+    logger.warning(
+        "world size changed from %d to %d: RNG streams reseeded, the run is no longer bit-exact",
+        len(states),
+        env.world_size,
+    )
+    torch.manual_seed(seed * 1_000_003 + step * 7919 + env.rank)

@@ -7,6 +7,7 @@ several tasks, SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID stand in for the firs
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -15,9 +16,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from gan_hpc.errors import LaunchError
 
@@ -160,3 +163,35 @@ def any_rank(flags: tuple[bool, ...], env: DistEnv, device: torch.device) -> tup
     tensor = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tuple(bool(v) for v in tensor.tolist())
+
+
+def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A hash of tensors' exact bytes: equal only for bit-identical weights."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(
+            state_dict[key]
+            .detach()
+            .cpu()
+            .contiguous()
+            .reshape(-1)
+            .view(torch.uint8)
+            .numpy()
+            .tobytes()
+        )
+    return digest.hexdigest()[:16]
+
+
+def replica_fingerprints(module: nn.Module, env: DistEnv) -> list[str]:
+    """Each rank's generator-parameter fingerprint, gathered on every rank (a DDP sanity check).
+
+    Buffers are left out: without SyncBatchNorm (GPU only) each rank's running statistics
+    follow its own batches, and DDP re-broadcasts rank 0's at every forward.
+    """
+    own = weights_fingerprint(dict(module.named_parameters()))
+    if not env.is_distributed:
+        return [own]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, own)
+    return [str(g) for g in gathered]

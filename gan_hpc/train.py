@@ -6,27 +6,25 @@ Runs as a plain program, with no Ray, Optuna or submitit imported, so any launch
     python -m gan_hpc.train CONFIG.yaml --out DIR     # a trial config or a sweep spec's base
     torchrun --nproc-per-node 2 -m gan_hpc.train CONFIG.yaml --out DIR
 
-Exit statuses are in :mod:`gan_hpc.trial_dir` (0 finished or diverged, 2 bad input,
+Exit statuses are in :mod:`gan_hpc.trial_dir` (0 finished, diverged or halted, 2 bad input,
 75 checkpointed on SIGTERM/SIGUSR1 and asking to be run again).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
@@ -35,14 +33,14 @@ from gan_hpc import convergence as names
 from gan_hpc._logging import configure, get_logger
 from gan_hpc.checkpoint import (
     BEST_NAME,
-    capture_rng_state,
+    gather_rng_states,
     load_latest_valid,
     prune_step_checkpoints,
-    restore_rng_state,
+    restore_rank_rng,
     save_checkpoint,
     step_checkpoint_name,
 )
-from gan_hpc.config import OptimizerConfig, TrialConfig, load_trial_config
+from gan_hpc.config import TrialConfig, load_trial_config
 from gan_hpc.config_validation import add_override_argument
 from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
@@ -52,21 +50,29 @@ from gan_hpc.distributed import (
     any_rank,
     dist_env_from_environ,
     process_group,
+    replica_fingerprints,
     select_device,
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import append_jsonl, atomic_write_json
 from gan_hpc.guards import GuardState
 from gan_hpc.locks import TrialLock
-from gan_hpc.losses import LossPair, clip_weights, get_loss, gradient_penalty
+from gan_hpc.losses import get_loss
 from gan_hpc.models import (
     ExponentialMovingAverage,
     build_models,
-    sample_condition,
     sample_latent,
     unwrap_model,
 )
 from gan_hpc.scoring import score_trial_records
+from gan_hpc.steps import (
+    LossWindow,
+    autocast_for,
+    build_optimizer,
+    discriminator_step,
+    generator_step,
+    grad_norm,
+)
 from gan_hpc.trial_dir import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -123,30 +129,6 @@ class StopRequest:
     def requested(self) -> bool:
         """True once a stop signal arrived."""
         return self.signal_name is not None
-
-
-@dataclass
-class LossWindow:
-    """Training losses summed since the last evaluation (kept on device: no sync per step)."""
-
-    d_loss: torch.Tensor | None = None
-    g_loss: torch.Tensor | None = None
-    num_steps: int = 0
-    started_at: float = field(default_factory=time.perf_counter)
-
-    def add(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
-        """Accumulate one step's losses."""
-        self.d_loss = d_loss.float() if self.d_loss is None else self.d_loss + d_loss.float()
-        self.g_loss = g_loss.float() if self.g_loss is None else self.g_loss + g_loss.float()
-        self.num_steps += 1
-
-    def means(self) -> dict[str, float]:
-        """Mean losses over the window."""
-        count = max(self.num_steps, 1)
-        return {
-            names.D_LOSS: float(self.d_loss if self.d_loss is not None else 0.0) / count,
-            names.G_LOSS: float(self.g_loss if self.g_loss is not None else 0.0) / count,
-        }
 
 
 def _no_report(metrics: Mapping[str, float], checkpoint: Path | None) -> None:
@@ -236,7 +218,7 @@ def train_trial(
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             best, last = state.get("best"), state.get("last")
             guards = GuardState.from_dict(state.get("guards"))
-            _restore_rank_rng(state["rng"], env, cfg.train.seed, step)
+            restore_rank_rng(state["rng"], env, cfg.train.seed, step)
             if env.is_main:
                 _record_resume(trial, step)
             logger.info("resumed %s from %s (step %d)", trial.path, resumed.path.name, step)
@@ -253,7 +235,7 @@ def train_trial(
         batches = _batches(
             len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch, device
         )
-        autocast = _autocast(cfg, device)
+        autocast = autocast_for(cfg, device)
         writer = _tensorboard_writer(trial) if env.is_main else None
         window = LossWindow()
         end_step = min(cfg.train.num_steps, stop_after_step or cfg.train.num_steps)
@@ -310,8 +292,8 @@ def train_trial(
                 )
                 break
             grad_norms = {
-                names.D_GRAD_NORM: _grad_norm(discriminator),
-                names.G_GRAD_NORM: _grad_norm(generator),
+                names.D_GRAD_NORM: grad_norm(discriminator),
+                names.G_GRAD_NORM: grad_norm(generator),
             }
             eval_generator = ema.module if ema is not None else unwrap_model(generator)
             convergence = evaluate_convergence(
@@ -360,7 +342,7 @@ def train_trial(
             if is_best:
                 best = {**record, "checkpoint": f"checkpoints/{BEST_NAME}"}
             last = record
-            rng_states = _gather_rng_states(env)
+            rng_states = gather_rng_states(env)
             if env.is_main:
                 state = {
                     "step": step,
@@ -403,7 +385,7 @@ def train_trial(
 
         if outcome == "finished" and step < cfg.train.num_steps:
             outcome = "paused"  # stopped by stop_after_step; resumes later
-        fingerprints = _replica_fingerprints(unwrap_model(generator), env)
+        fingerprints = replica_fingerprints(unwrap_model(generator), env)
         if len(set(fingerprints)) > 1:
             logger.warning(
                 "trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints
@@ -444,95 +426,6 @@ def _record_resume(trial: TrialDir, step: int) -> None:
         resumed_from_step=step,
         steps_repeated=status.steps_repeated + repeated,
     )
-
-
-def discriminator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
-    real_x: torch.Tensor,
-    real_cond: torch.Tensor | None,
-    device: torch.device,
-    autocast: Any,
-) -> torch.Tensor:
-    """One discriminator update on a real batch and as many fresh fakes; returns the loss."""
-    batch = len(real_x)
-    # fakes carry the real batch's condition, so D compares like with like
-    with torch.no_grad(), autocast:
-        z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
-        fake_x = generator(z, real_cond)
-    optimizer.zero_grad(set_to_none=True)
-    with autocast:
-        real_scores = discriminator(real_x, real_cond).float()
-        fake_scores = discriminator(fake_x.detach(), real_cond).float()
-    d_loss = loss.d_loss(real_scores, fake_scores)
-    if loss.uses_gradient_penalty:
-        d_loss = d_loss + cfg.loss.gp_lambda * gradient_penalty(
-            unwrap_model(discriminator), real_x, fake_x.detach().to(real_x.dtype), real_cond
-        )
-    d_loss.backward()
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.train.max_grad_norm)
-    optimizer.step()
-    if loss.uses_weight_clipping:
-        clip_weights(discriminator, cfg.loss.clip_value)
-    return d_loss.detach()
-
-
-def generator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
-    data: PreparedData,
-    batch: int,
-    device: torch.device,
-    autocast: Any,
-) -> torch.Tensor:
-    """One generator update against the current discriminator; returns the loss."""
-    optimizer.zero_grad(set_to_none=True)
-    z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
-    cond = sample_condition(data.schema, batch, None, device)
-    # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
-    # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
-    no_sync = (
-        discriminator.no_sync()
-        if isinstance(discriminator, DistributedDataParallel)
-        else nullcontext()
-    )
-    discriminator.requires_grad_(False)
-    try:
-        with no_sync:
-            with autocast:
-                g_loss = loss.g_loss(discriminator(generator(z, cond), cond).float())
-            g_loss.backward()
-    finally:
-        discriminator.requires_grad_(True)
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
-    optimizer.step()
-    return g_loss.detach()
-
-
-def build_optimizer(
-    params: Iterator[nn.Parameter], config: OptimizerConfig
-) -> torch.optim.Optimizer:
-    """The optimiser a config names."""
-    factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
-        "adam": lambda: torch.optim.Adam(
-            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-        ),
-        "sgd": lambda: torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        ),
-        "rmsprop": lambda: torch.optim.RMSprop(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        ),
-    }
-    return factories[config.name]()
 
 
 def _batches(
@@ -582,79 +475,11 @@ def _device_ids(device: torch.device) -> list[int] | None:
     return [device.index] if device.type == "cuda" and device.index is not None else None
 
 
-def _autocast(cfg: TrialConfig, device: torch.device) -> Any:
-    """bf16 autocast on GPU when asked for; a no-op context otherwise."""
-    if cfg.train.use_bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _grad_norm(module: nn.Module) -> float:
-    """L2 norm of the module's current gradients (those of the last update)."""
-    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
-
-
 def _eval_rng(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """A generator for evaluation noise, separate from training's stream."""
     rng = torch.Generator(device=device)
     rng.manual_seed((seed * 1_000_003 + step * 97 + rank) % (2**63))
     return rng
-
-
-def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """A hash of tensors' exact bytes: equal only for bit-identical weights."""
-    digest = hashlib.sha256()
-    for key in sorted(state_dict):
-        digest.update(key.encode())
-        digest.update(
-            state_dict[key]
-            .detach()
-            .cpu()
-            .contiguous()
-            .reshape(-1)
-            .view(torch.uint8)
-            .numpy()
-            .tobytes()
-        )
-    return digest.hexdigest()[:16]
-
-
-def _replica_fingerprints(module: nn.Module, env: DistEnv) -> list[str]:
-    """Each rank's generator-parameter fingerprint, gathered on every rank (a DDP sanity check).
-
-    Buffers are left out: without SyncBatchNorm (GPU only) each rank's running statistics
-    follow its own batches, and DDP re-broadcasts rank 0's at every forward.
-    """
-    own = weights_fingerprint(dict(module.named_parameters()))
-    if not env.is_distributed:
-        return [own]
-    gathered: list[Any] = [None] * env.world_size
-    dist.all_gather_object(gathered, own)
-    return [str(g) for g in gathered]
-
-
-def _gather_rng_states(env: DistEnv) -> list[dict[str, Any]]:
-    """Every rank's RNG state, in rank order (collected on all ranks, saved by rank 0)."""
-    own = capture_rng_state()
-    if not env.is_distributed:
-        return [own]
-    gathered: list[Any] = [None] * env.world_size
-    dist.all_gather_object(gathered, own)
-    return gathered
-
-
-def _restore_rank_rng(states: Sequence[dict[str, Any]], env: DistEnv, seed: int, step: int) -> None:
-    """Restore this rank's RNG state; a changed world size reseeds deterministically instead."""
-    if len(states) == env.world_size:
-        restore_rng_state(states[env.rank])
-        return
-    logger.warning(
-        "world size changed from %d to %d: RNG streams reseeded, the run is no longer bit-exact",
-        len(states),
-        env.world_size,
-    )
-    torch.manual_seed(seed * 1_000_003 + step * 7919 + env.rank)
 
 
 def _tensorboard_writer(trial: TrialDir) -> Any:

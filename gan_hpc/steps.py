@@ -1,0 +1,149 @@
+"""One GAN update: the discriminator and generator steps, their optimisers, the loss window.
+
+Pure training mechanics shared by :func:`gan_hpc.train.train_trial`; no I/O, no side effects
+beyond the models and optimisers passed in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from gan_hpc import convergence as names
+from gan_hpc.config import OptimizerConfig, TrialConfig
+from gan_hpc.data.datasets import PreparedData
+from gan_hpc.losses import LossPair, clip_weights, gradient_penalty
+from gan_hpc.models import sample_condition, sample_latent, unwrap_model
+
+
+@dataclass
+class LossWindow:
+    """Training losses summed since the last evaluation (kept on device: no sync per step)."""
+
+    d_loss: torch.Tensor | None = None
+    g_loss: torch.Tensor | None = None
+    num_steps: int = 0
+    started_at: float = field(default_factory=time.perf_counter)
+
+    def add(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
+        """Accumulate one step's losses."""
+        self.d_loss = d_loss.float() if self.d_loss is None else self.d_loss + d_loss.float()
+        self.g_loss = g_loss.float() if self.g_loss is None else self.g_loss + g_loss.float()
+        self.num_steps += 1
+
+    def means(self) -> dict[str, float]:
+        """Mean losses over the window."""
+        count = max(self.num_steps, 1)
+        return {
+            names.D_LOSS: float(self.d_loss if self.d_loss is not None else 0.0) / count,
+            names.G_LOSS: float(self.g_loss if self.g_loss is not None else 0.0) / count,
+        }
+
+
+def discriminator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: LossPair,
+    cfg: TrialConfig,
+    real_x: torch.Tensor,
+    real_cond: torch.Tensor | None,
+    device: torch.device,
+    autocast: Any,
+) -> torch.Tensor:
+    """One discriminator update on a real batch and as many fresh fakes; returns the loss."""
+    batch = len(real_x)
+    # fakes carry the real batch's condition, so D compares like with like
+    with torch.no_grad(), autocast:
+        z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+        fake_x = generator(z, real_cond)
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        real_scores = discriminator(real_x, real_cond).float()
+        fake_scores = discriminator(fake_x.detach(), real_cond).float()
+    d_loss = loss.d_loss(real_scores, fake_scores)
+    if loss.uses_gradient_penalty:
+        d_loss = d_loss + cfg.loss.gp_lambda * gradient_penalty(
+            unwrap_model(discriminator), real_x, fake_x.detach().to(real_x.dtype), real_cond
+        )
+    d_loss.backward()
+    if cfg.train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.train.max_grad_norm)
+    optimizer.step()
+    if loss.uses_weight_clipping:
+        clip_weights(discriminator, cfg.loss.clip_value)
+    return d_loss.detach()
+
+
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: LossPair,
+    cfg: TrialConfig,
+    data: PreparedData,
+    batch: int,
+    device: torch.device,
+    autocast: Any,
+) -> torch.Tensor:
+    """One generator update against the current discriminator; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+    cond = sample_condition(data.schema, batch, None, device)
+    # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
+    # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
+    no_sync = (
+        discriminator.no_sync()
+        if isinstance(discriminator, DistributedDataParallel)
+        else nullcontext()
+    )
+    discriminator.requires_grad_(False)
+    try:
+        with no_sync:
+            with autocast:
+                g_loss = loss.g_loss(discriminator(generator(z, cond), cond).float())
+            g_loss.backward()
+    finally:
+        discriminator.requires_grad_(True)
+    if cfg.train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
+    optimizer.step()
+    return g_loss.detach()
+
+
+def build_optimizer(
+    params: Iterator[nn.Parameter], config: OptimizerConfig
+) -> torch.optim.Optimizer:
+    """The optimiser a config names."""
+    factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
+        "adam": lambda: torch.optim.Adam(
+            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        ),
+        "sgd": lambda: torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        ),
+        "rmsprop": lambda: torch.optim.RMSprop(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        ),
+    }
+    return factories[config.name]()
+
+
+def autocast_for(cfg: TrialConfig, device: torch.device) -> Any:
+    """bf16 autocast on GPU when asked for; a no-op context otherwise."""
+    if cfg.train.use_bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def grad_norm(module: nn.Module) -> float:
+    """L2 norm of the module's current gradients (those of the last update)."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
