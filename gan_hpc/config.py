@@ -323,6 +323,10 @@ class ConvergenceConfig:
     score_mode: Mode = "min"
     checkpoint_score: str | None = None  # None: ``score`` picks the best checkpoint too
     checkpoint_score_mode: Mode = "min"
+    # several metrics at once: trials are ranked by Pareto front first (1 = not dominated),
+    # then by ``score`` inside a front
+    pareto_metrics: tuple[str, ...] = ()
+    pareto_modes: tuple[Mode, ...] = ()
 
     def __post_init__(self) -> None:
         require(0 <= self.d_acc_min <= 1, "d_acc_min", "must be in [0, 1]")
@@ -333,6 +337,11 @@ class ConvergenceConfig:
             "checkpoint_score",
             f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
             "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap)",
+        )
+        require(
+            len(self.pareto_modes) == len(self.pareto_metrics),
+            "pareto_modes",
+            f"needs one mode per metric ({len(self.pareto_metrics)}), got {len(self.pareto_modes)}",
         )
         require(
             self.checkpoint_score is None or not is_quality_metric(self.checkpoint_score),

@@ -381,6 +381,9 @@ def rank_trials(
 ) -> pd.DataFrame:
     """Rank trials: gate holders first, then unflagged ones, then by the score; ties by id.
 
+    With ``ranking.pareto_metrics``, trials are ranked by Pareto front before the score (the
+    ``pareto_front`` column: 1 when no trial of the same gate group beats it on every metric).
+
     Args:
         records: from :func:`collect_trials`.
         ranking: the gate thresholds and the score (the spec's ``ranking``).
@@ -429,6 +432,8 @@ def rank_trials(
                 "checkpoint": _checkpoint_path(record, chosen),
             }
         )
+    if ranking.pareto_metrics:
+        _assign_pareto_fronts(rows, chosen_records, ranking)
     rows.sort(key=lambda row: _sort_key(row, ranking))
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
@@ -442,9 +447,11 @@ def rank_trials(
             }
         )
     extra = list(CONFIRM_COLUMNS) if confirmations else []
+    if ranking.pareto_metrics:
+        extra.insert(0, "pareto_front")
     for row in rows:
         summary = (confirmations or {}).get(str(row["trial_id"]), {})
-        row.update({column: summary.get(column) for column in extra})
+        row.update({column: summary.get(column) for column in CONFIRM_COLUMNS if column in extra})
     columns = [
         *_LEADING_COLUMNS,
         *extra,
@@ -455,7 +462,10 @@ def rank_trials(
     ]
     df = pd.DataFrame(rows, columns=columns)
     # Nullable ints: a trial without an evaluation has no step, and the others stay integers.
-    integers = {"rank": "Int64", "step": "Int64", **({"confirm_seeds": "Int64"} if extra else {})}
+    integers = {"rank": "Int64", "step": "Int64"}
+    integers.update(
+        {column: "Int64" for column in ("confirm_seeds", "pareto_front") if column in extra}
+    )
     return df.astype(integers)
 
 
@@ -473,11 +483,68 @@ def _quality_columns(*groups: Sequence[Mapping[str, float]]) -> list[str]:
 
 
 def _sort_key(row: Mapping[str, Any], ranking: ConvergenceConfig) -> tuple[Any, ...]:
-    """Gate holders first, then unflagged trials, then the score in its direction (missing last)."""
+    """Sort key: gate, no flags, Pareto front, score (missing last), trial id.
+
+    The Pareto front counts only when the ranking names ``pareto_metrics``.
+    """
     score = row["score"]
     missing = score is None or math.isnan(score)
     oriented = 0.0 if missing else (-score if ranking.score_mode == "max" else score)
-    return (not row["gate"], bool(row["flags"]), missing, oriented, row["trial_id"])
+    front = row.get("pareto_front", 0)
+    return (not row["gate"], bool(row["flags"]), front, missing, oriented, row["trial_id"])
+
+
+def _assign_pareto_fronts(
+    rows: list[dict[str, Any]],
+    chosen: Mapping[str, CheckpointRecord | None],
+    ranking: ConvergenceConfig,
+) -> None:
+    """Set each row's ``pareto_front`` (1: no other trial of its gate group dominates it).
+
+    Non-dominated sorting over ``ranking.pareto_metrics`` within each (gate, flagged) group;
+    a trial missing any of the metrics goes after every front of its group.
+    """
+    groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((bool(row["gate"]), bool(row["flags"])), []).append(row)
+    signs = [1.0 if mode == "max" else -1.0 for mode in ranking.pareto_modes]
+    for members in groups.values():
+        points: dict[str, tuple[float, ...]] = {}
+        for row in members:
+            record = chosen[row["trial_id"]]
+            values = [
+                record.metrics.get(m, math.nan) if record else math.nan
+                for m in ranking.pareto_metrics
+            ]
+            if all(math.isfinite(v) for v in values):
+                points[row["trial_id"]] = tuple(s * v for s, v in zip(signs, values, strict=True))
+        fronts = pareto_fronts(points)
+        for row in members:
+            row["pareto_front"] = fronts.get(row["trial_id"], len(points) + 1)
+
+
+def pareto_fronts(points: Mapping[str, Sequence[float]]) -> dict[str, int]:
+    """Front number of each point (1 = non-dominated), every coordinate to be maximised."""
+
+    def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+            x > y for x, y in zip(a, b, strict=True)
+        )
+
+    remaining = dict(points)
+    fronts: dict[str, int] = {}
+    front = 1
+    while remaining:
+        current = [
+            key
+            for key, point in remaining.items()
+            if not any(dominates(other, point) for k, other in remaining.items() if k != key)
+        ]
+        for key in current:
+            fronts[key] = front
+            del remaining[key]
+        front += 1
+    return fronts
 
 
 def read_baselines(sweep_dir: Path) -> dict[str, dict[str, float]]:

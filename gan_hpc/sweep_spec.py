@@ -401,21 +401,32 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
 
 
 def _check_ranking(ranking: ConvergenceConfig) -> None:
-    """The ranking score is an evaluation or a quality metric, ranked in its better direction."""
+    """Ranking metrics are evaluation or quality metrics, ranked in their better direction."""
     if ranking.checkpoint_score is not None:
         _check_metric("ranking.checkpoint_score", ranking.checkpoint_score)
-    if not is_quality_metric(ranking.score):
-        _check_metric("ranking.score", ranking.score)
+    _check_ranked_metric("ranking.score", ranking.score, "ranking.score_mode", ranking.score_mode)
+    for i, (metric, mode) in enumerate(
+        zip(ranking.pareto_metrics, ranking.pareto_modes, strict=True)
+    ):
+        _check_ranked_metric(
+            f"ranking.pareto_metrics[{i}]", metric, f"ranking.pareto_modes[{i}]", mode
+        )
+
+
+def _check_ranked_metric(key: str, metric: str, mode_key: str, mode: Mode) -> None:
+    """An evaluation metric, or a quality metric with the mode that is better for it."""
+    if not is_quality_metric(metric):
+        _check_metric(key, metric)
         return
     try:
-        better = metric_mode(ranking.score)
+        better = metric_mode(metric)
     except SpecError as exc:
-        raise ConfigValueError("ranking.score", str(exc).removeprefix("quality: ")) from None
-    if ranking.score_mode != better:
+        raise ConfigValueError(key, str(exc).removeprefix("quality: ")) from None
+    if mode != better:
         raise ConfigValueError(
-            "ranking.score_mode",
-            f"'{ranking.score}' is better when {'higher' if better == 'max' else 'lower'}; "
-            f"set ranking.score_mode: {better}",
+            mode_key,
+            f"'{metric}' is better when {'higher' if better == 'max' else 'lower'}; "
+            f"set {mode_key}: {better}",
         )
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from gan_hpc.config import ConvergenceConfig, TrialConfig
+from gan_hpc.config_validation import config_from_dict
 from gan_hpc.convergence import (
     CONVERGED,
     D_ACC_HELDOUT,
@@ -22,7 +23,7 @@ from gan_hpc.convergence import (
     FOOLING_RATE,
     STEP,
 )
-from gan_hpc.errors import SweepError
+from gan_hpc.errors import SpecError, SweepError
 from gan_hpc.files import append_jsonl, atomic_write_json
 from gan_hpc.rank import (
     FORMATS,
@@ -31,6 +32,7 @@ from gan_hpc.rank import (
     TRIALS_DIR,
     collect_trials,
     format_leaderboard,
+    pareto_fronts,
     rank_trials,
     read_spec,
     write_leaderboard,
@@ -353,3 +355,27 @@ def test_write_leaderboard(tmp_path: Path, leaderboard: pd.DataFrame) -> None:
     back = pd.read_csv(path)
     assert list(back["trial_id"]) == list(leaderboard["trial_id"])
     assert not list(tmp_path.glob(".leaderboard.csv.*"))  # no temp file left behind
+
+
+def test_pareto_fronts_rank_non_dominated_trials_first() -> None:
+    points = {"a": (1.0, 1.0), "b": (2.0, 0.0), "c": (0.5, 0.5), "d": (0.0, 0.0), "e": (1.0, 1.0)}
+    fronts = pareto_fronts(points)
+    assert fronts == {"a": 1, "b": 1, "e": 1, "c": 2, "d": 3}
+
+
+def test_ranking_by_several_metrics_orders_by_pareto_front_then_score(tmp_path: Path) -> None:
+    ranking = dataclasses.replace(
+        RANKING, pareto_metrics=("fooling_rate", "conditional_rmse"), pareto_modes=("max", "min")
+    )
+    # t0 dominates t2; t1 trades RMSE for fooling rate (front 1); t2 has the best d_loss_gap
+    one_eval_trial(tmp_path, "t0", metrics(0.9, 0.6, gap=0.5, conditional_rmse=0.1))
+    one_eval_trial(tmp_path, "t1", metrics(0.9, 0.9, gap=0.4, conditional_rmse=0.3))
+    one_eval_trial(tmp_path, "t2", metrics(0.9, 0.5, gap=0.1, conditional_rmse=0.2))
+    board = rank_trials(collect_trials(tmp_path), ranking)
+    assert board["trial_id"].tolist() == ["t1", "t0", "t2"]
+    assert board["pareto_front"].tolist() == [1, 1, 2]
+
+
+def test_pareto_modes_must_match_the_metrics() -> None:
+    with pytest.raises(SpecError, match="pareto_modes.*one mode per metric"):
+        config_from_dict(ConvergenceConfig, {"pareto_metrics": ["fooling_rate"]}, source="x.yaml")
