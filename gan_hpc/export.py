@@ -66,7 +66,7 @@ from gan_hpc.files import (
     read_json,
 )
 from gan_hpc.model_card import model_card, samples_figure, save_figure, validation_data
-from gan_hpc.quality import TAB_COLUMN_PREFIX, metric_mode
+from gan_hpc.quality_names import TAB_COLUMN_PREFIX, metric_mode
 from gan_hpc.rank import (
     LEADERBOARD_FILE,
     METRIC_COLUMNS,
@@ -77,15 +77,14 @@ from gan_hpc.rank import (
     rank_trials,
     read_spec,
 )
-from gan_hpc.scoring import QUALITY_KEY, score_checkpoint
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial_dir import QUALITY_KEY, TrialDir
 
 logger = logging.getLogger(__name__)
 
 CheckpointKind = Literal["best", "last"]
 DEFAULT_TOP_K = 3
 # Metrics where larger is better, for --by without --mode; other evaluation metrics are
-# minimised, and quality metrics go their own way (gan_hpc.quality.metric_mode).
+# minimised, and quality metrics go their own way (gan_hpc.quality_names.metric_mode).
 HIGHER_IS_BETTER = frozenset({FOOLING_RATE, D_FAKE_MEAN, CONVERGED, SAMPLES_PER_S})
 
 
@@ -348,6 +347,9 @@ def _checkpoint_quality(
     except GanHpcError as exc:
         logger.warning("%s: held-out quality not computed (%s)", checkpoint_path, exc)
         return {}
+    # imported here: `gan-hpc --help` and every other command load this module
+    from gan_hpc.scoring import score_checkpoint
+
     report = score_checkpoint(checkpoint_path, data, config).to_dict()
     report["metrics"] = {k: v for k, v in report["metrics"].items() if v is not None}
     return report

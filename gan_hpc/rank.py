@@ -37,7 +37,7 @@ from gan_hpc.config_validation import config_from_dict
 from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, STEP, gate_holds, selection_key
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
 from gan_hpc.files import atomic_write_text, read_json, read_jsonl
-from gan_hpc.quality import TAB_COLUMN_PREFIX as COLUMN_PREFIX
+from gan_hpc.quality_names import TAB_COLUMN_PREFIX as COLUMN_PREFIX
 from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
 from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, RESULT_FILE, STATUS_FILE
 

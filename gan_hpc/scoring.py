@@ -47,10 +47,10 @@ from gan_hpc.quality import (
     split_holdout,
     tabular_baselines,
 )
+from gan_hpc.trial_dir import QUALITY_KEY
 
 logger = logging.getLogger(__name__)
 
-QUALITY_KEY = "quality"  # a result.json record's sample sizes, notes and scoring time
 COSINE_SAMPLES = 1000  # generated rows of the seed's cosine-distance analysis
 
 

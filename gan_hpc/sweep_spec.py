@@ -61,7 +61,7 @@ from gan_hpc.config_validation import (
 )
 from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING
 from gan_hpc.errors import SpecError
-from gan_hpc.quality import metric_mode
+from gan_hpc.quality_names import metric_mode
 from gan_hpc.search_space import (
     Distribution,
     get_dotted,

@@ -64,7 +64,6 @@ from gan_hpc.models import (
     sample_latent,
     unwrap_model,
 )
-from gan_hpc.scoring import score_trial_records
 from gan_hpc.steps import (
     LossWindow,
     autocast_for,
@@ -391,6 +390,9 @@ def train_trial(
                 "trial %s: generator replicas differ across ranks: %s", trial.path, fingerprints
             )
         if env.is_main and outcome in ENDED_OUTCOMES and cfg.quality.use_at_trial_end:
+            # imported here: scikit-learn and scipy would add a second to every rank's start
+            from gan_hpc.scoring import score_trial_records
+
             trial.update_status(message="scoring held-out quality")
             scored = score_trial_records(
                 trial.path, {"best": best, "last": last}, data, cfg, device=device

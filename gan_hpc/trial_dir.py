@@ -5,7 +5,7 @@ Everything a trial is lives here, so any process can pick it up::
     <trial_dir>/config.json        the full TrialConfig, written before launch, never changed
     <trial_dir>/metrics.jsonl      append-only, one record per evaluation, rank 0, fsynced
     <trial_dir>/status.json        state, job id, restart count, last step (atomic writes)
-    <trial_dir>/result.json        the final summary: best and last checkpoint metrics
+    <trial_dir>/result.json        how it ended: best and last records (held-out quality), flags
     <trial_dir>/data.json          the fitted data transform, schema and dataset hash (JSON)
     <trial_dir>/checkpoints/       step-<N>.pt (newest K) and best.pt, atomic writes
     <trial_dir>/tensorboard/       event files
@@ -33,6 +33,8 @@ TRAIN_LOCK_FILE = "train.lock"  # held by the running trainer's rank 0
 CHECKPOINTS_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOGS_DIR = "logs"
+# result.json: a best/last record's held-out quality entry (sample sizes, notes, seconds)
+QUALITY_KEY = "quality"
 
 # Exit statuses of `python -m gan_hpc.train`; the launcher reads status.json for the details.
 EXIT_OK = 0  # finished, diverged or halted (status.json says which)

@@ -49,7 +49,6 @@ from gan_hpc.rank import (
     write_leaderboard,
     write_spec,
 )
-from gan_hpc.scoring import write_baselines
 from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from gan_hpc.sweep_spec import (
     SweepSpec,
@@ -416,6 +415,10 @@ def run_sweep(
                 )
         else:
             prepare_sweep_dir(spec, sweep_dir)
+        # imported here: every trial's watcher actor imports this module, and scoring's
+        # scikit-learn and scipy would add a second to each actor's start
+        from gan_hpc.scoring import write_baselines
+
         write_baselines(sweep_dir / BASELINES_FILE, spec.base, emit=emit)
         _start_ray(num_cpus)
         try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from threadpoolctl import threadpool_limits
 
-from gan_hpc.config import Mode, QualityConfig
+from gan_hpc.config import QualityConfig
 from gan_hpc.errors import SpecError
 from gan_hpc.quality.baselines import (
     BASELINE_MARGINALS,
@@ -33,7 +33,6 @@ from gan_hpc.quality.baselines import (
 )
 from gan_hpc.quality.cosine import (
     COSINE_FOOLED,
-    COSINE_MODES,
     COSINE_NOT_FOOLED,
     COSINE_REAL,
     cosine_distance_report,
@@ -42,7 +41,6 @@ from gan_hpc.quality.cosine import (
 )
 from gan_hpc.quality.encoding import TableEncoder, fit_table_encoder
 from gan_hpc.quality.images import (
-    IMAGE_MODES,
     IMG_CLASS_COVERAGE,
     IMG_CLASS_TV,
     IMG_CLASSIFIER_ACCURACY,
@@ -58,7 +56,6 @@ from gan_hpc.quality.signals import (
     SIG_RESONANCE_ERROR,
     SIG_SPECTRAL_ERROR,
     SIG_SPECTRAL_ERROR_UNCONDITIONAL,
-    SIGNAL_MODES,
     signal_quality,
 )
 from gan_hpc.quality.tabular import (
@@ -77,7 +74,6 @@ from gan_hpc.quality.tabular import (
     TAB_TREND_SIMILARITY,
     TAB_TRTR,
     TAB_TSTR,
-    TABULAR_MODES,
     tabular_quality,
 )
 from gan_hpc.quality.types import (
@@ -87,6 +83,7 @@ from gan_hpc.quality.types import (
     SignalInputs,
     TabularInputs,
 )
+from gan_hpc.quality_names import HEADLINE_METRICS, METRIC_MODES, metric_mode
 
 logger = logging.getLogger(__name__)
 
@@ -97,36 +94,6 @@ QUALITY_METRICS: dict[str, QualityScorer] = {
     "image": image_quality,
     "signal": signal_quality,
 }
-
-# The metric each kind ranks by when the sweep names none.
-HEADLINE_METRICS: dict[str, str] = {
-    "tabular": TAB_TABULAR_SCORE,
-    "image": IMG_FD,
-    "signal": SIG_SPECTRAL_ERROR,
-}
-
-METRIC_MODES: dict[str, Mode] = {
-    **TABULAR_MODES,
-    **IMAGE_MODES,
-    **SIGNAL_MODES,
-    **COSINE_MODES,
-}
-
-
-def metric_mode(name: str) -> Mode:
-    """Which way is better for a quality metric (per-column similarities are ``max``).
-
-    Raises:
-        SpecError: not a quality metric; the message lists the valid names.
-
-    """
-    if name in METRIC_MODES:
-        return METRIC_MODES[name]
-    if name.startswith(TAB_COLUMN_PREFIX):
-        return "max"
-    close = difflib.get_close_matches(name, list(METRIC_MODES), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(METRIC_MODES)})"
-    raise SpecError(f"quality: unknown metric '{name}'{hint}")
 
 
 def evaluate_quality(kind: str, inputs: QualityInputs, *, config: QualityConfig) -> QualityReport:

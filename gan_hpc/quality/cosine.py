@@ -16,23 +16,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from gan_hpc.config import Mode
 from gan_hpc.errors import DataError
 from gan_hpc.quality.encoding import fit_table_encoder
-
-COSINE_FOOLED = "quality/cosine_fooled"  # mean cosine distance, fooling samples -> real
-COSINE_NOT_FOOLED = "quality/cosine_not_fooled"  # the same for samples D caught
-COSINE_REAL = "quality/cosine_real"  # the same for real rows outside the reference set
-COSINE_NUM_FOOLED = "quality/cosine_num_fooled"
-COSINE_NUM_NOT_FOOLED = "quality/cosine_num_not_fooled"
-
-COSINE_MODES: dict[str, Mode] = {
-    COSINE_FOOLED: "min",
-    COSINE_NOT_FOOLED: "min",
-    COSINE_REAL: "min",
-    COSINE_NUM_FOOLED: "max",
-    COSINE_NUM_NOT_FOOLED: "min",
-}
+from gan_hpc.quality_names import (
+    COSINE_FOOLED,
+    COSINE_NOT_FOOLED,
+    COSINE_NUM_FOOLED,
+    COSINE_NUM_NOT_FOOLED,
+    COSINE_REAL,
+)
 
 
 def _unit_rows(rows: np.ndarray) -> np.ndarray:

@@ -18,8 +18,6 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 logger = logging.getLogger(__name__)
 
-DETECTION_AUC = "quality/detection_auc"  # cross-validated ROC-AUC, real vs generated; 0.5 best
-DETECTION_SCORE = "quality/detection_score"  # 1 - 2 |AUC - 0.5|, in [0, 1]; 1 best
 
 _MAX_ITER = 100  # boosting rounds: enough to find a broken dependency, a second or two per fit
 

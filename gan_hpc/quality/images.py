@@ -44,7 +44,7 @@ from scipy import linalg
 from sklearn.cluster import KMeans
 from torch import nn
 
-from gan_hpc.config import Mode, QualityConfig
+from gan_hpc.config import QualityConfig
 from gan_hpc.data.cache import CACHE_DIR_ENV
 from gan_hpc.errors import DataError
 from gan_hpc.files import atomic_write_bytes
@@ -54,26 +54,18 @@ from gan_hpc.quality.types import (
     QualityReport,
     subsample_indices,
 )
+from gan_hpc.quality_names import (
+    IMG_CLASS_COVERAGE,
+    IMG_CLASS_TV,
+    IMG_CLASSIFIER_ACCURACY,
+    IMG_CONDITIONAL_ACCURACY,
+    IMG_FD,
+    IMG_PRECISION,
+    IMG_RECALL,
+)
 
 logger = logging.getLogger(__name__)
 
-IMG_FD = "quality/frechet_distance"
-IMG_PRECISION = "quality/precision"
-IMG_RECALL = "quality/recall"
-IMG_CLASS_COVERAGE = "quality/class_coverage"
-IMG_CLASS_TV = "quality/class_tv"
-IMG_CONDITIONAL_ACCURACY = "quality/conditional_accuracy"
-IMG_CLASSIFIER_ACCURACY = "quality/feature_classifier_accuracy"
-
-IMAGE_MODES: dict[str, Mode] = {
-    IMG_FD: "min",
-    IMG_PRECISION: "max",
-    IMG_RECALL: "max",
-    IMG_CLASS_COVERAGE: "max",
-    IMG_CLASS_TV: "min",
-    IMG_CONDITIONAL_ACCURACY: "max",
-    IMG_CLASSIFIER_ACCURACY: "max",
-}
 
 FEATURE_DIM = 64
 ARCHITECTURE = "conv32s2-conv64s2-avgpool4-fc64-v1"  # part of the cache key: bump on change

@@ -25,11 +25,9 @@ import math
 import numpy as np
 from scipy.signal import find_peaks
 
-from gan_hpc.config import Mode, QualityConfig
+from gan_hpc.config import QualityConfig
 from gan_hpc.errors import DataError
 from gan_hpc.quality.detection import (
-    DETECTION_AUC,
-    DETECTION_SCORE,
     detection_auc,
     detection_score,
 )
@@ -40,22 +38,16 @@ from gan_hpc.quality.types import (
     SignalRepresentation,
     subsample_indices,
 )
+from gan_hpc.quality_names import (
+    SIG_DETECTION_AUC,
+    SIG_DETECTION_SCORE,
+    SIG_RESONANCE_ERROR,
+    SIG_SPECTRAL_ERROR,
+    SIG_SPECTRAL_ERROR_UNCONDITIONAL,
+)
 
 logger = logging.getLogger(__name__)
 
-SIG_SPECTRAL_ERROR = "quality/log_spectral_error"  # dB
-SIG_SPECTRAL_ERROR_UNCONDITIONAL = "quality/log_spectral_error_unconditional"  # dB, reference
-SIG_RESONANCE_ERROR = "quality/resonance_error"  # mean relative frequency error, [0, 1]
-SIG_DETECTION_AUC = DETECTION_AUC
-SIG_DETECTION_SCORE = DETECTION_SCORE
-
-SIGNAL_MODES: dict[str, Mode] = {
-    SIG_SPECTRAL_ERROR: "min",
-    SIG_SPECTRAL_ERROR_UNCONDITIONAL: "min",
-    SIG_RESONANCE_ERROR: "min",
-    SIG_DETECTION_AUC: "min",
-    SIG_DETECTION_SCORE: "max",
-}
 
 _CLIP_DB = 40.0  # generated dB values are clipped this far beyond the real range
 

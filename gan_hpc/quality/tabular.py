@@ -39,11 +39,9 @@ from scipy.stats import ks_2samp
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import accuracy_score, f1_score, r2_score, roc_auc_score
 
-from gan_hpc.config import Mode, QualityConfig
+from gan_hpc.config import QualityConfig
 from gan_hpc.errors import DataError
 from gan_hpc.quality.detection import (
-    DETECTION_AUC,
-    DETECTION_SCORE,
     detection_auc,
     detection_score,
 )
@@ -60,49 +58,26 @@ from gan_hpc.quality.types import (
     TabularInputs,
     subsample_indices,
 )
+from gan_hpc.quality_names import (
+    TAB_COLUMN_PREFIX,
+    TAB_COLUMN_SIMILARITY,
+    TAB_DCR_HOLDOUT_MEDIAN,
+    TAB_DCR_MEDIAN,
+    TAB_DCR_RATIO,
+    TAB_DETECTION_AUC,
+    TAB_DETECTION_SCORE,
+    TAB_EXACT_COPY_RATE,
+    TAB_EXACT_COPY_RATE_HOLDOUT,
+    TAB_ML_EFFICACY_RATIO,
+    TAB_PRIVACY_OK,
+    TAB_TABULAR_SCORE,
+    TAB_TREND_SIMILARITY,
+    TAB_TRTR,
+    TAB_TSTR,
+)
 
 logger = logging.getLogger(__name__)
 
-TAB_COLUMN_SIMILARITY = "quality/column_similarity"
-TAB_COLUMN_PREFIX = "quality/column/"  # + column name: that column's similarity
-TAB_TREND_SIMILARITY = "quality/trend_similarity"
-TAB_DETECTION_AUC = DETECTION_AUC
-TAB_DETECTION_SCORE = DETECTION_SCORE
-TAB_TSTR = "quality/ml_efficacy_tstr"  # macro F1 (classification) or R^2 (regression)
-TAB_TRTR = "quality/ml_efficacy_trtr"
-TAB_TSTR_ACCURACY = "quality/ml_efficacy_tstr_accuracy"
-TAB_TRTR_ACCURACY = "quality/ml_efficacy_trtr_accuracy"
-TAB_TSTR_AUC = "quality/ml_efficacy_tstr_auc"
-TAB_TRTR_AUC = "quality/ml_efficacy_trtr_auc"
-TAB_ML_EFFICACY_RATIO = "quality/ml_efficacy_ratio"  # TSTR / TRTR
-TAB_EXACT_COPY_RATE = "quality/exact_copy_rate"
-TAB_EXACT_COPY_RATE_HOLDOUT = "quality/exact_copy_rate_holdout"  # the same for real holdout rows
-TAB_DCR_MEDIAN = "quality/dcr_median"  # synthetic -> closest training row
-TAB_DCR_HOLDOUT_MEDIAN = "quality/dcr_holdout_median"  # holdout -> closest training row
-TAB_DCR_RATIO = "quality/dcr_ratio"
-TAB_PRIVACY_OK = "quality/privacy_ok"  # 1.0 / 0.0
-TAB_TABULAR_SCORE = "quality/tabular_score"  # the headline (module docstring)
-
-TABULAR_MODES: dict[str, Mode] = {
-    TAB_COLUMN_SIMILARITY: "max",
-    TAB_TREND_SIMILARITY: "max",
-    TAB_DETECTION_AUC: "min",
-    TAB_DETECTION_SCORE: "max",
-    TAB_TSTR: "max",
-    TAB_TRTR: "max",
-    TAB_TSTR_ACCURACY: "max",
-    TAB_TRTR_ACCURACY: "max",
-    TAB_TSTR_AUC: "max",
-    TAB_TRTR_AUC: "max",
-    TAB_ML_EFFICACY_RATIO: "max",
-    TAB_EXACT_COPY_RATE: "min",
-    TAB_EXACT_COPY_RATE_HOLDOUT: "min",
-    TAB_DCR_MEDIAN: "max",
-    TAB_DCR_HOLDOUT_MEDIAN: "max",
-    TAB_DCR_RATIO: "max",
-    TAB_PRIVACY_OK: "max",
-    TAB_TABULAR_SCORE: "max",
-}
 
 _COPY_RESOLUTION = 1e-6  # numerics equal to this share of the column's range count as equal
 
