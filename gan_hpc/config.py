@@ -314,6 +314,8 @@ class ConvergenceConfig:
     ``score`` may be a held-out quality metric (``quality/...``), which exists only once a
     trial has ended; the trainer then picks its best checkpoint by ``checkpoint_score``, a
     metric of every evaluation, and the quality metrics are computed for that checkpoint.
+    With ``use_quality_at_evaluations`` quality is scored at every evaluation too, and any
+    quality metric can pick the checkpoint.
     """
 
     d_acc_min: float = 0.80  # discriminator accuracy on held-out real vs fresh fakes
@@ -327,16 +329,22 @@ class ConvergenceConfig:
     # then by ``score`` inside a front
     pareto_metrics: tuple[str, ...] = ()
     pareto_modes: tuple[Mode, ...] = ()
+    # also score held-out quality at every evaluation (rank 0, the ``quality`` sample sizes),
+    # so quality metrics can pick the best checkpoint and drive ASHA and Optuna; costs the
+    # scoring time at each evaluation
+    use_quality_at_evaluations: bool = False
 
     def __post_init__(self) -> None:
         require(0 <= self.d_acc_min <= 1, "d_acc_min", "must be in [0, 1]")
         require(0 <= self.fooling_rate_min <= 1, "fooling_rate_min", "must be in [0, 1]")
         require(self.num_eval_samples >= 10, "num_eval_samples", "must be >= 10")
+        at_evaluations = self.use_quality_at_evaluations
         require(
-            not is_quality_metric(self.score) or self.checkpoint_score is not None,
+            at_evaluations or not is_quality_metric(self.score) or self.checkpoint_score,
             "checkpoint_score",
             f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
-            "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap)",
+            "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap), or set "
+            "use_quality_at_evaluations: true",
         )
         require(
             len(self.pareto_modes) == len(self.pareto_metrics),
@@ -344,9 +352,12 @@ class ConvergenceConfig:
             f"needs one mode per metric ({len(self.pareto_metrics)}), got {len(self.pareto_modes)}",
         )
         require(
-            self.checkpoint_score is None or not is_quality_metric(self.checkpoint_score),
+            at_evaluations
+            or self.checkpoint_score is None
+            or not is_quality_metric(self.checkpoint_score),
             "checkpoint_score",
-            f"'{self.checkpoint_score}' is computed when a trial ends, not at every evaluation",
+            f"'{self.checkpoint_score}' is computed when a trial ends, not at every evaluation "
+            "(set use_quality_at_evaluations: true to score it at every evaluation)",
         )
 
     @property

@@ -47,6 +47,11 @@ CONDITIONAL_RMSE = "conditional_rmse"
 # model space): near 1 when G spreads like the data, near 0 when it collapses onto few modes.
 DIVERSITY_RATIO = "diversity_ratio"
 DIVERSITY_SAMPLES = 256  # samples of each side whose pairwise distances are compared
+# Mean 1-D Wasserstein distance between fresh fakes and held-out real samples (model space)
+# over random unit projections: a cheap distance between the two distributions, computed at
+# every evaluation, so it can pick the best checkpoint and steer the search (lower is better).
+SLICED_WASSERSTEIN = "sliced_wasserstein"
+NUM_PROJECTIONS = 64
 
 ALL_TRAINING = (D_LOSS, G_LOSS, D_GRAD_NORM, G_GRAD_NORM)
 ALL_CONVERGENCE = (
@@ -60,6 +65,7 @@ ALL_CONVERGENCE = (
     CONVERGED,
     CONDITIONAL_RMSE,
     DIVERSITY_RATIO,
+    SLICED_WASSERSTEIN,
 )
 
 
@@ -109,8 +115,9 @@ def evaluate_convergence(
 
     Returns:
         D(x), D(G(z)) means, held-out and balanced D accuracy, fooling rate, held-out D loss and
-        its distance from the loss's equilibrium value; with continuous conditions also the
-        RMSE of samples generated at the held-out conditions.
+        its distance from the loss's equilibrium value, the fakes' spread relative to the
+        real samples' and their sliced Wasserstein distance; with continuous conditions also
+        the RMSE of samples generated at the held-out conditions.
 
     """
     was_training = (generator.training, discriminator.training)
@@ -118,16 +125,23 @@ def evaluate_convergence(
     discriminator.eval()
     try:
         real_scores = _scores(discriminator, real_x, real_cond, batch_size, device)
-        fake_chunks = []
+        fake_chunks, fake_samples = [], []
         for start in range(0, num_fakes, batch_size):
             count = min(batch_size, num_fakes - start)
             z = sample_latent(
                 count, model_config.latent_dim, model_config.latent_distribution, rng, device
             )
             cond = sample_condition(schema, count, rng, device)
-            fake_chunks.append(discriminator(generator(z, cond), cond).float().flatten())
+            fake_x = generator(z, cond)
+            fake_samples.append(fake_x.float().flatten(1))
+            fake_chunks.append(discriminator(fake_x, cond).float().flatten())
         fake_scores = torch.cat(fake_chunks)
-        diversity = _diversity_ratio(generator, real_x, model_config, schema, rng, device)
+        fakes = torch.cat(fake_samples)
+        real_flat = real_x.to(device).float().flatten(1)
+        spread = {
+            **_diversity_ratio(fakes, real_flat),
+            **_sliced_wasserstein(fakes, real_flat, rng),
+        }
         conditional = _conditional_rmse(
             generator, real_x, real_cond, model_config, schema, rng, batch_size, device
         )
@@ -150,30 +164,39 @@ def evaluate_convergence(
         D_LOSS_HELDOUT: d_loss,
         D_LOSS_GAP: abs(d_loss - equilibrium) if equilibrium is not None else abs(d_loss),
         **conditional,
-        **diversity,
+        **spread,
     }
 
 
-def _diversity_ratio(
-    generator: nn.Module,
-    real_x: torch.Tensor,
-    model_config: ModelConfig,
-    schema: DataSchema,
-    rng: torch.Generator,
-    device: torch.device,
-) -> dict[str, float]:
+def _diversity_ratio(fakes: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     """Fakes' mean pairwise distance over the held-out real samples' (a mode-collapse alarm)."""
-    count = min(DIVERSITY_SAMPLES, len(real_x))
+    count = min(DIVERSITY_SAMPLES, len(real), len(fakes))
     if count < 2:
         return {}
-    real = real_x[:count].to(device).float().flatten(1)
-    z = sample_latent(count, model_config.latent_dim, model_config.latent_distribution, rng, device)
-    cond = sample_condition(schema, count, rng, device)
-    fake = generator(z, cond).float().flatten(1)
-    real_spread = torch.pdist(real).mean().item()
+    real_spread = torch.pdist(real[:count]).mean().item()
     if real_spread == 0:
         return {}
-    return {DIVERSITY_RATIO: torch.pdist(fake).mean().item() / real_spread}
+    return {DIVERSITY_RATIO: torch.pdist(fakes[:count]).mean().item() / real_spread}
+
+
+def _sliced_wasserstein(
+    fakes: torch.Tensor, real: torch.Tensor, rng: torch.Generator
+) -> dict[str, float]:
+    """Mean over random unit directions of the 1-D Wasserstein distance of the projections.
+
+    Both sides are cut to the same count, so the distance is the mean gap between sorted
+    projections (the quantile coupling).
+    """
+    count = min(len(fakes), len(real))
+    if count < 2:
+        return {}
+    directions = torch.randn(real.shape[1], NUM_PROJECTIONS, generator=rng, device=rng.device).to(
+        real.device
+    )
+    directions = directions / directions.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    real_sorted = (real[:count] @ directions).sort(dim=0).values
+    fake_sorted = (fakes[:count] @ directions).sort(dim=0).values
+    return {SLICED_WASSERSTEIN: (real_sorted - fake_sorted).abs().mean().item()}
 
 
 def _conditional_rmse(

@@ -156,6 +156,15 @@ def all_reduce_mean(
     return {k: float(v) for k, v in zip(keys, tensor.tolist(), strict=False)}
 
 
+def broadcast_from_main(value: Any, env: DistEnv) -> Any:
+    """Rank 0's ``value`` on every rank (a picklable object; identity on one rank)."""
+    if not env.is_distributed:
+        return value
+    holder = [value if env.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def any_rank(flags: tuple[bool, ...], env: DistEnv, device: torch.device) -> tuple[bool, ...]:
     """Element-wise OR of boolean flags over ranks, so every rank takes the same branch."""
     if not env.is_distributed:

@@ -289,7 +289,20 @@ def _best_and_last(
     ]
     if not evaluations:
         return None, None
-    return best_record(evaluations, ranking), evaluations[-1]
+    best, last = best_record(evaluations, ranking), evaluations[-1]
+    return _without_quality(best), _without_quality(last)
+
+
+def _without_quality(record: CheckpointRecord | None) -> CheckpointRecord | None:
+    """The record without the validation-split quality scores of ``metrics.jsonl``.
+
+    Leaderboard quality figures are the test split's, computed when a trial ends; a trial
+    without them (running, stopped early) must not rank by validation scores beside them.
+    """
+    if record is None:
+        return None
+    metrics = {k: v for k, v in record.metrics.items() if not is_quality_metric(k)}
+    return replace(record, metrics=metrics)
 
 
 def best_record(

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,8 @@ from gan_hpc.trial_dir import QUALITY_KEY
 
 logger = logging.getLogger(__name__)
 
+HoldoutSplit = Literal["test", "val"]
+
 COSINE_SAMPLES = 1000  # generated rows of the seed's cosine-distance analysis
 
 
@@ -72,16 +74,20 @@ def score_generator(
     *,
     discriminator: nn.Module | None = None,
     device: torch.device | None = None,
+    holdout: HoldoutSplit = "test",
 ) -> QualityReport:
-    """Score one generator on the held-out split (the data kind picks the metrics).
+    """Score one generator on a held-out split (the data kind picks the metrics).
 
     Args:
-        generator: the generator (eval mode is set here).
-        data: the trial's prepared data (its test split is the held-out set).
+        generator: the generator; run in eval mode, its mode is restored afterwards (so a
+            training generator can be scored mid-run).
+        data: the trial's prepared data.
         config: the trial config (model, loss and quality settings).
         discriminator: the matching discriminator; with tabular data it adds the seed's
             cosine-distance analysis (samples that fooled D against those it caught).
         device: where to run the generator (default: CPU).
+        holdout: ``test`` for the reported scores; ``val`` while training, so that choosing
+            a checkpoint by quality does not peek at the test split.
 
     Returns:
         The report; tabular scores are against the held-out half the baselines also use.
@@ -90,18 +96,27 @@ def score_generator(
     device = device or torch.device("cpu")
     quality = config.quality
     sampler = SampleGenerator(
-        module=generator.eval().requires_grad_(False),
+        module=generator,
         transform=data.transform,
         schema=data.schema,
         model_config=config.model,
         path=Path("generator"),
         device=device,
     )
-    inputs = quality_inputs(sampler, data, quality)
-    report = evaluate_quality(data.schema.kind, inputs, config=quality)
-    if discriminator is None or not isinstance(inputs, TabularInputs):
-        return report
-    cosine = _cosine_report(sampler, discriminator, data, config, inputs.real_test, device)
+    modules = [m for m in (generator, discriminator) if m is not None]
+    was_training = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    try:
+        split = data.test if holdout == "test" else data.val
+        inputs = quality_inputs(sampler, data, quality, holdout=split)
+        report = evaluate_quality(data.schema.kind, inputs, config=quality)
+        if discriminator is None or not isinstance(inputs, TabularInputs):
+            return report
+        cosine = _cosine_report(sampler, discriminator, data, config, inputs.real_test, device)
+    finally:
+        for module, mode in zip(modules, was_training, strict=True):
+            module.train(mode)
     return QualityReport(
         metrics={**report.metrics, **cosine},
         sample_sizes={**report.sample_sizes, "cosine_rows": COSINE_SAMPLES},
@@ -110,12 +125,17 @@ def score_generator(
 
 
 def quality_inputs(
-    sampler: SampleGenerator, data: PreparedData, config: QualityConfig
+    sampler: SampleGenerator,
+    data: PreparedData,
+    config: QualityConfig,
+    *,
+    holdout: Split | None = None,
 ) -> QualityInputs:
-    """Generated samples beside the held-out real data, in data units, for the data kind."""
+    """Generated samples beside held-out real data (default: the test split), in data units."""
     seed = config.seed
+    holdout = data.test if holdout is None else holdout
     if data.schema.kind == "tabular":
-        real_train, real_test = real_tables(data)
+        real_train, real_test = _decode_split(data, data.train), _decode_split(data, holdout)
         stand_in, holdout = split_holdout(real_test, seed=seed)
         condition = data.schema.condition
         return TabularInputs(
@@ -130,16 +150,16 @@ def quality_inputs(
         classes = data.schema.condition
         return ImageInputs(
             real_train=np.asarray(_decode_split(data, data.train)),
-            real_test=np.asarray(_decode_split(data, data.test)),
+            real_test=np.asarray(_decode_split(data, holdout)),
             generated=np.asarray(sampler.decode(draw)),
             value_range=(data.transform.low, data.transform.high),
             train_labels=_labels(data.train),
-            test_labels=_labels(data.test),
+            test_labels=_labels(holdout),
             generated_labels=None if draw.cond is None else draw.cond.numpy(),
             num_classes=len(classes.names) if classes is not None else None,
         )
     if isinstance(data.transform, SignalTransform):
-        return _signal_inputs(sampler, data, data.transform, seed)
+        return _signal_inputs(sampler, data, data.transform, seed, holdout)
     raise GanHpcError(f"quality: no metrics for {data.schema.kind} data")
 
 
@@ -151,10 +171,13 @@ def _labels(split: Split) -> np.ndarray | None:
 
 
 def _signal_inputs(
-    sampler: SampleGenerator, data: PreparedData, transform: SignalTransform, seed: int
+    sampler: SampleGenerator,
+    data: PreparedData,
+    transform: SignalTransform,
+    seed: int,
+    test: Split,
 ) -> SignalInputs:
     """Curves generated at the held-out conditions, paired row by row with the real ones."""
-    test = data.test
     rng = torch.Generator().manual_seed(seed)
     model = sampler.model_config
     z = sample_latent(len(test), model.latent_dim, model.latent_distribution, generator=rng)

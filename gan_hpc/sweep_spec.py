@@ -113,16 +113,27 @@ SMOKE_QUALITY_CAPS = {
 }
 
 
-def _check_metric(key: str, metric: str) -> None:
-    """Reject a metric name that no evaluation reports, suggesting the closest one."""
+def _check_metric(key: str, metric: str, *, is_quality_ok: bool = False) -> None:
+    """Reject a metric name that no evaluation reports, suggesting the closest one.
+
+    Quality metrics are evaluation metrics only with ``ranking.use_quality_at_evaluations``;
+    ``is_quality_ok`` accepts any valid quality name (the caller checks the setting).
+    """
     if metric in KNOWN_METRICS:
         return
     if is_quality_metric(metric):
-        raise ConfigValueError(
-            key,
-            f"'{metric}' is computed when a trial ends, but Optuna and ASHA need a metric of "
-            "every evaluation; rank by it with ranking.score instead",
-        )
+        if not is_quality_ok:
+            raise ConfigValueError(
+                key,
+                f"'{metric}' is computed when a trial ends, but Optuna and ASHA need a metric of "
+                "every evaluation; rank by it with ranking.score instead, or set "
+                "ranking.use_quality_at_evaluations: true",
+            )
+        try:
+            metric_mode(metric)
+        except SpecError as exc:
+            raise ConfigValueError(key, str(exc).removeprefix("quality: ")) from None
+        return
     close = difflib.get_close_matches(metric, KNOWN_METRICS, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(KNOWN_METRICS)}"
     raise ConfigValueError(key, f"unknown metric '{metric}' ({hint})")
@@ -157,14 +168,14 @@ class TuneSettings:
     initial_points: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        _check_metric("metric", self.metric)
+        _check_metric("metric", self.metric, is_quality_ok=True)
         require(self.num_samples >= 1, "num_samples", "must be >= 1")
         require(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
         require(self.grace_period_steps >= 1, "grace_period_steps", "must be >= 1")
         require(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
         require(self.max_retries_per_trial >= 0, "max_retries_per_trial", "must be >= 0")
         for i, metric in enumerate(self.multi_objective_metrics):
-            _check_metric(f"multi_objective_metrics[{i}]", metric)
+            _check_metric(f"multi_objective_metrics[{i}]", metric, is_quality_ok=True)
         require(
             len(self.multi_objective_modes) == len(self.multi_objective_metrics),
             "multi_objective_modes",
@@ -368,6 +379,10 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
         raise SpecError(f"{source}: {exc}") from None
     base = _load_base(document.get("base"), ranking, source=source)
     tune = _block(TuneSettings, document, "tune", source)
+    try:
+        _check_tune_metrics(tune, ranking)
+    except ConfigValueError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     resources = _block(ResourcesConfig, document, "resources", source)
     slurm = _block(SlurmConfig, document, "slurm", source)
     storage = _block(StorageConfig, document, "storage", source)
@@ -400,10 +415,31 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
     return spec
 
 
+def _check_tune_metrics(tune: TuneSettings, ranking: ConvergenceConfig) -> None:
+    """Optuna and ASHA see evaluations: a quality metric needs quality at every evaluation."""
+    metrics = [("tune.metric", tune.metric, "tune.mode", tune.mode)]
+    metrics += [
+        (f"tune.multi_objective_metrics[{i}]", m, f"tune.multi_objective_modes[{i}]", mode)
+        for i, (m, mode) in enumerate(
+            zip(tune.multi_objective_metrics, tune.multi_objective_modes, strict=True)
+        )
+    ]
+    for key, metric, mode_key, mode in metrics:
+        if is_quality_metric(metric):
+            if not ranking.use_quality_at_evaluations:
+                _check_metric(key, metric)  # raises: computed when a trial ends
+            _check_ranked_metric(key, metric, mode_key, mode)
+
+
 def _check_ranking(ranking: ConvergenceConfig) -> None:
     """Ranking metrics are evaluation or quality metrics, ranked in their better direction."""
     if ranking.checkpoint_score is not None:
-        _check_metric("ranking.checkpoint_score", ranking.checkpoint_score)
+        _check_ranked_metric(
+            "ranking.checkpoint_score",
+            ranking.checkpoint_score,
+            "ranking.checkpoint_score_mode",
+            ranking.checkpoint_score_mode,
+        )
     _check_ranked_metric("ranking.score", ranking.score, "ranking.score_mode", ranking.score_mode)
     for i, (metric, mode) in enumerate(
         zip(ranking.pareto_metrics, ranking.pareto_modes, strict=True)

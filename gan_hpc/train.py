@@ -48,6 +48,7 @@ from gan_hpc.distributed import (
     DistEnv,
     all_reduce_mean,
     any_rank,
+    broadcast_from_main,
     dist_env_from_environ,
     process_group,
     replica_fingerprints,
@@ -64,6 +65,7 @@ from gan_hpc.models import (
     sample_latent,
     unwrap_model,
 )
+from gan_hpc.quality_names import TAB_COLUMN_PREFIX
 from gan_hpc.steps import (
     LossWindow,
     autocast_for,
@@ -319,6 +321,8 @@ def train_trial(
                 * env.world_size
                 / max(elapsed, 1e-9)
             )
+            if cfg.convergence.use_quality_at_evaluations:
+                metrics.update(_quality_at_evaluation(eval_generator, data, cfg, env, device))
             metrics[names.CONVERGED] = 1.0 if gate_holds(metrics, cfg.convergence) else 0.0
             window = LossWindow()
             # every rank sees the same all-reduced metrics, so every rank takes the same branch
@@ -416,6 +420,29 @@ def train_trial(
             if outcome in ENDED_OUTCOMES:
                 atomic_write_json(trial.result_path, result.to_dict())
         return result
+
+
+def _quality_at_evaluation(
+    generator: nn.Module, data: PreparedData, cfg: TrialConfig, env: DistEnv, device: torch.device
+) -> dict[str, float]:
+    """Held-out quality of the evaluated generator on the validation split, on every rank.
+
+    Rank 0 scores (the validation split, never the test split the final scores use, so
+    picking a checkpoint by quality does not peek at the test data) and shares the headline
+    figures; per-column similarities are left to the end-of-trial scores.
+    """
+    scores: dict[str, float] = {}
+    if env.is_main:
+        # imported here: scikit-learn and scipy would add a second to every rank's start
+        from gan_hpc.scoring import score_generator
+
+        report = score_generator(generator, data, cfg, device=device, holdout="val")
+        scores = {
+            k: v
+            for k, v in report.metrics.items()
+            if not k.startswith(TAB_COLUMN_PREFIX) and math.isfinite(v)
+        }
+    return dict(broadcast_from_main(scores, env))
 
 
 def _record_resume(trial: TrialDir, step: int) -> None:

@@ -57,7 +57,7 @@ from gan_hpc.sweep_spec import (
     search_order,
     trial_config_for,
 )
-from gan_hpc.trial_dir import EXIT_BAD_INPUT, FINAL_STATES, TrialDir
+from gan_hpc.trial_dir import EXIT_BAD_INPUT, FINAL_STATES, RESULT_FILE, TrialDir
 
 logger = get_logger(__name__)
 
@@ -149,8 +149,9 @@ class TrialWatcher(tune.Trainable):
                 return record
             if code == 0:
                 status = self.trial.read_status()
-                final = {**self.last_result, **self._best_quality()}
-                return {**final, "trial_state": status.state, "done": True}
+                # the end-of-trial (test split) scores stay out of Tune: the search must
+                # learn from evaluations only, never from the test data
+                return {**self.last_result, "trial_state": status.state, "done": True}
             self._restart_or_fail(code)
 
     def _restart_or_fail(self, code: int) -> None:
@@ -193,19 +194,6 @@ class TrialWatcher(tune.Trainable):
                 self.reported_step = int(record[names.STEP])
                 self.last_result = {k: v for k, v in record.items() if isinstance(v, (int, float))}
                 return dict(self.last_result)
-
-    def _best_quality(self) -> dict[str, float]:
-        """The best checkpoint's held-out quality metrics from result.json (for Ray's results)."""
-        try:
-            best = read_json(self.trial.result_path).get("best") or {}
-        except GanHpcError:
-            return {}
-        metrics = best.get("metrics") or {}
-        return {
-            k: float(v)
-            for k, v in metrics.items()
-            if is_quality_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
         """Save Tune's checkpoint: a pointer to the step reported so far (weights stay put)."""
@@ -266,11 +254,22 @@ class SweepProgress(tune.Callback):
         finished = self.steps.get(trial.trial_id, 0) >= self.spec.base.train.num_steps
         self.ended[trial.trial_id] = "finished" if finished else "stopped early"
         event = f"{trial.trial_id} {self.ended[trial.trial_id]}"
-        score = self.spec.ranking.score
-        if is_quality_metric(score) and score in (trial.last_result or {}):
-            event += f" ({score}={trial.last_result[score]:.4g})"  # scored as the trial ended
+        final_score = self._final_score(trial.trial_id)
+        if final_score is not None:
+            event += f" ({self.spec.ranking.score}={final_score:.4g} on the test split)"
         self.emit(self._line(trials, event))
         update_leaderboard(self.spec, self.sweep_dir)
+
+    def _final_score(self, trial_id: str) -> float | None:
+        """The ranking score of a trial's best checkpoint, from its result.json (if any)."""
+        if not is_quality_metric(self.spec.ranking.score):
+            return None
+        try:
+            best = read_json(self.sweep_dir / TRIALS_DIR / trial_id / RESULT_FILE).get("best")
+        except GanHpcError:
+            return None
+        value = (best or {}).get("metrics", {}).get(self.spec.ranking.score)
+        return float(value) if isinstance(value, (int, float)) else None
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -16,7 +16,7 @@ import pytest
 
 import gan_hpc.train as train_module
 from gan_hpc.config import ConvergenceConfig, QualityConfig, TrialConfig, is_quality_metric
-from gan_hpc.convergence import D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE
+from gan_hpc.convergence import D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE, selection_key
 from gan_hpc.data.datasets import load_dataset
 from gan_hpc.export import export_trial
 from gan_hpc.quality import (
@@ -397,3 +397,45 @@ def test_export_scores_a_checkpoint_without_result_json(
     record = tabular["result"]["best"]
     assert same_values(quality_of(info), quality_of(record))
     assert info[QUALITY_KEY]["sample_sizes"] == record[QUALITY_KEY]["sample_sizes"]
+
+
+# ------------------------------------------------------------ quality at every evaluation
+
+
+def test_quality_at_evaluations_picks_the_checkpoint_without_changing_training(
+    tmp_path: Path,
+) -> None:
+    path = write_table(tmp_path / "shops.csv")
+    plain_run = tabular_config(path, model={"use_ema": False})  # scores the live generator
+    scored_run = dataclasses.replace(
+        plain_run,
+        convergence=ConvergenceConfig(
+            num_eval_samples=32,
+            score=TAB_TABULAR_SCORE,
+            score_mode="max",
+            checkpoint_score=TAB_TABULAR_SCORE,
+            checkpoint_score_mode="max",
+            use_quality_at_evaluations=True,
+        ),
+    )
+    train_trial(plain_run, tmp_path / "plain")
+    train_trial(scored_run, tmp_path / "scored")
+    plain = [
+        json.loads(line) for line in (tmp_path / "plain/metrics.jsonl").read_text().splitlines()
+    ]
+    scored = [
+        json.loads(line) for line in (tmp_path / "scored/metrics.jsonl").read_text().splitlines()
+    ]
+    # scoring mid-run leaves the trajectory alone: same losses, bit for bit
+    assert [(r["d_loss"], r["g_loss"]) for r in scored] == [
+        (r["d_loss"], r["g_loss"]) for r in plain
+    ]
+    assert all(TAB_TABULAR_SCORE in r for r in scored)
+    assert not any(k.startswith(TAB_COLUMN_PREFIX) for r in scored for k in r)
+    assert not any(is_quality_metric(k) for r in plain for k in r)
+    # the best checkpoint is the evaluation with the best validation quality (gate first)
+    chosen = max(scored, key=lambda r: selection_key(r, scored_run.convergence))
+    result = json.loads((tmp_path / "scored/result.json").read_text())
+    assert result["best"]["step"] == chosen["step"]
+    # the reported figure is the test split's, not the validation score that picked it
+    assert result["best"]["metrics"][TAB_TABULAR_SCORE] != chosen[TAB_TABULAR_SCORE]

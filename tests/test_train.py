@@ -215,6 +215,15 @@ def test_train_imports_no_ray_optuna_submitit() -> None:
 @pytest.mark.slow
 def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
     config = small_frf_config(num_steps=12, eval_every_steps=6)
+    # rank 0 scores held-out quality at each evaluation and shares it with rank 1
+    config = dataclasses.replace(
+        config,
+        convergence=dataclasses.replace(
+            config.convergence,
+            use_quality_at_evaluations=True,
+            checkpoint_score="quality/log_spectral_error",
+        ),
+    )
     assert config.model.generator.norm == "batch"  # buffers are broadcast, parameters all-reduced
     out = tmp_path / "run"
     TrialDir(out).write_config(config)
@@ -251,5 +260,6 @@ def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
         if "running_" not in k and "num_batches" not in k
     }
     assert weights_fingerprint(parameters) == fingerprints[0]
-    steps = [r[names.STEP] for r in TrialDir(out).read_metrics()]
-    assert steps == [6, 12]
+    records = TrialDir(out).read_metrics()
+    assert [r[names.STEP] for r in records] == [6, 12]
+    assert all("quality/log_spectral_error" in r for r in records)
