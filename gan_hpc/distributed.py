@@ -156,6 +156,12 @@ def all_reduce_mean(
     return {k: float(v) for k, v in zip(keys, tensor.tolist(), strict=False)}
 
 
+def wait_for_all(env: DistEnv) -> None:
+    """Barrier: no rank leaves the process group while another is still working in it."""
+    if env.is_distributed:
+        dist.barrier()
+
+
 def broadcast_from_main(value: Any, env: DistEnv) -> Any:
     """Rank 0's ``value`` on every rank (a picklable object; identity on one rank)."""
     if not env.is_distributed:

@@ -53,6 +53,7 @@ from gan_hpc.distributed import (
     process_group,
     replica_fingerprints,
     select_device,
+    wait_for_all,
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import append_jsonl, atomic_write_json
@@ -402,6 +403,8 @@ def train_trial(
                 trial.path, {"best": best, "last": last}, data, cfg, device=device
             )
             best, last = scored["best"], scored["last"]
+        # the other ranks wait while rank 0 scores: a rank that tears gloo down early aborts
+        wait_for_all(env)
         result = TrialResult(
             state=outcome,
             step=step,
