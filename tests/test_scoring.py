@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gan_hpc.train as train_module
+import gan_hpc.scoring as scoring_module
 from gan_hpc.config import ConvergenceConfig, QualityConfig, TrialConfig, is_quality_metric
 from gan_hpc.convergence import D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE, selection_key
 from gan_hpc.data.datasets import load_dataset
@@ -321,7 +321,7 @@ def unscored_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     def no_scoring(*args: object, **kwargs: object) -> None:
         raise AssertionError("scored although quality.use_at_trial_end is off")
 
-    monkeypatch.setattr(train_module, "score_trial_records", no_scoring)
+    monkeypatch.setattr(scoring_module, "score_trial_records", no_scoring)  # train imports it late
     config = tabular_config(
         write_table(tmp_path / "shops.csv"), quality={"use_at_trial_end": False}
     )
