@@ -68,29 +68,64 @@ def read_json(path: Path) -> Any:
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON record as a line, flushed and fsynced (the file is append-only)."""
+    """Append one JSON record as a line, flushed and fsynced (the file is append-only).
+
+    When the file does not end with a newline (a writer died mid-append), the record starts on a
+    fresh line, so the torn line stays alone and readers skip it without losing this record.
+    """
     line = json.dumps(dict(record), sort_keys=True, default=_json_default) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
+    with open(path, "ab+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode("utf-8"))  # append mode: always at the end, whatever the seek
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read an append-only JSONL file; a torn last line (crash mid-append) is ignored."""
-    records: list[dict[str, Any]] = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return records
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+def parse_jsonl_line(line: str, *, key: str | None = None) -> dict[str, Any] | None:
+    """One JSONL record (a JSON object), or None for a line that holds none.
+
+    A line whose start was torn off by a crash and then followed by a good record, written by an
+    older writer that did not start a fresh line, reads as that record: the record is the one
+    suffix starting at ``{`` that parses whole (the torn prefix never closes its braces).
+
+    Args:
+        line: the line, with or without its newline.
+        key: a key every record has (e.g. ``step``); a suffix without it is an object nested in
+            the torn record, not a record, and is not recovered.
+
+    """
+    text = line.strip()
+    start = 0 if text else -1
+    while start != -1:
         try:
-            records.append(json.loads(line))
+            value = json.loads(text[start:])
         except json.JSONDecodeError:
+            start = text.find("{", start + 1)
             continue
-    return records
+        if not isinstance(value, dict) or (start and key is not None and key not in value):
+            return None
+        return value
+    return None
+
+
+def read_jsonl(path: Path, *, key: str | None = None) -> list[dict[str, Any]]:
+    """Read an append-only JSONL file; torn lines (crash mid-append) are skipped, never more.
+
+    Args:
+        path: the file (missing: no records).
+        key: a key every record has; see :func:`parse_jsonl_line`.
+
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    records = (parse_jsonl_line(line, key=key) for line in text.split("\n"))
+    return [record for record in records if record is not None]
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:

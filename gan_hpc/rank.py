@@ -39,7 +39,7 @@ from gan_hpc.errors import GanHpcError, SpecError, SweepError
 from gan_hpc.files import atomic_write_text, read_json, read_jsonl
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX as COLUMN_PREFIX
 from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
-from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, RESULT_FILE, STATUS_FILE
+from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, METRICS_KEY, RESULT_FILE, STATUS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _read_trial(path: Path) -> TrialRecord | None:
     status = _read_json_or_warn(path / STATUS_FILE)
     status = status if isinstance(status, dict) else {}
     result = _read_json_or_warn(path / RESULT_FILE)
-    metrics = read_jsonl(path / METRICS_FILE)
+    metrics = read_jsonl(path / METRICS_FILE, key=METRICS_KEY)
     restart_count = _int_or(status.get("restart_count"), 0)
     resumes = _int_or(status.get("resumes"), 0)
     steps_repeated = _int_or(status.get("steps_repeated"), 0)

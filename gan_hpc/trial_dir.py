@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.errors import GanHpcError, SpecError
-from gan_hpc.files import atomic_write_json, read_json, read_jsonl
+from gan_hpc.files import atomic_write_json, parse_jsonl_line, read_json, read_jsonl
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+METRICS_KEY = "step"  # convergence.STEP, which every record has (not imported: no torch here)
 STATUS_FILE = "status.json"
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
@@ -47,6 +48,15 @@ TrialState = Literal[
     "pending", "running", "finished", "diverged", "halted", "preempted", "failed", "stopped"
 ]
 FINAL_STATES: frozenset[str] = frozenset({"finished", "diverged", "halted", "failed", "stopped"})
+
+
+def parse_metrics_line(line: str) -> dict[str, Any] | None:
+    """One ``metrics.jsonl`` record, or None for a torn or corrupt line.
+
+    A good record written right after a torn line, on the same line, is recovered; see
+    :func:`gan_hpc.files.parse_jsonl_line`. Used by every reader of the file, whole or tailed.
+    """
+    return parse_jsonl_line(line, key=METRICS_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +165,8 @@ class TrialDir:
         return status
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """All metric records (a torn last line is skipped)."""
-        return read_jsonl(self.metrics_path)
+        """All metric records (a torn line is skipped, never the good record after it)."""
+        return read_jsonl(self.metrics_path, key=METRICS_KEY)
 
     def read_result(self) -> dict[str, Any] | None:
         """``result.json`` when the trial has ended, else None."""
