@@ -176,10 +176,42 @@ def _coerce(tp: Any, value: Any, *, source: str, dotted: str) -> Any:
     raise SpecError(f"{source}: {dotted}: expected {_type_name(tp)}, got {value!r}")
 
 
+class _OverridesAction(argparse.Action):
+    """Collect ``--set k=v [k2=v2 ...]``, repeatable, into one flat list of ``key=value`` strings.
+
+    Each flag takes one or more pairs (as Hydra users expect), so a word without ``=`` after the
+    pairs is an error here, naming the word: otherwise argparse would swallow a positional
+    argument given after ``--set`` and complain about something else.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        pairs = [values] if isinstance(values, str) else [str(v) for v in values or ()]
+        for pair in pairs:
+            if "=" not in pair:
+                parser.exit(
+                    2,
+                    f"{parser.prog}: error: {option_string}: {pair!r} is not key=value "
+                    "(e.g. train.num_steps=200); give other arguments before --set\n",
+                )
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *pairs])
+
+
 def add_override_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """Declare the repeatable ``--set KEY=VALUE`` option that :func:`apply_overrides` consumes."""
+    """Declare ``--set KEY=VALUE [KEY=VALUE ...]`` (repeatable), read by :func:`apply_overrides`."""
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+        "--set",
+        dest="overrides",
+        action=_OverridesAction,
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{help}; one or more pairs per --set, which may be repeated",
     )
 
 
