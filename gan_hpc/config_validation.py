@@ -225,10 +225,16 @@ def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:
         raise SpecError(f"{source}: {text!r}: empty key")
     try:
         value = ast.literal_eval(raw)
+    except TypeError:  # e.g. {[1]: 2}: a literal, but a dict key that cannot be hashed
+        raise SpecError(
+            f"{source}: {key}={raw}: a dict key must be a string or a number; fix the literal"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{source}: {key}: value nested too deeply; simplify it") from None
     except (ValueError, SyntaxError):
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = raw
     return key, value
 
@@ -278,8 +284,20 @@ def load_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory; give the YAML file itself") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}); give a YAML file saved as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            f"{path}: cannot read ({exc.strerror}); check the path and its permissions"
+        ) from None
     try:
         document = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

@@ -144,13 +144,40 @@ class TrialDir:
         return TrialConfig.from_dict(read_json(self.config_path), source=str(self.config_path))
 
     def read_status(self) -> TrialStatus:
-        """Read ``status.json`` (pending when absent; a corrupt one reads as pending too)."""
+        """Read ``status.json`` (pending when absent; a corrupt one reads as pending too).
+
+        Raises:
+            GanHpcError: the file is valid JSON but not a status (not an object, a wrong type).
+
+        """
         try:
             data = read_json(self.status_path)
         except GanHpcError:
             return TrialStatus()
-        fields = {f.name for f in dataclasses.fields(TrialStatus)}
-        return TrialStatus(**{k: v for k, v in data.items() if k in fields})
+        if not isinstance(data, dict):
+            raise GanHpcError(
+                f"{self.status_path}: expected a JSON object, got {type(data).__name__}; "
+                "delete the file (the trial then reads as pending) or restore it"
+            )
+        defaults = TrialStatus()
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(TrialStatus):
+            if field.name not in data:
+                continue
+            value, default = data[field.name], getattr(defaults, field.name)
+            expected: tuple[type, ...] = (type(default),)
+            if isinstance(default, float):
+                expected = (int, float)
+            elif field.name == "job_id":
+                expected = (str, type(None))
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise GanHpcError(
+                    f"{self.status_path}: {field.name} is {value!r}, not a "
+                    f"{expected[0].__name__}; delete the file (the trial then reads as pending) "
+                    "or fix that entry"
+                )
+            values[field.name] = value
+        return TrialStatus(**values)
 
     def write_status(self, status: TrialStatus) -> None:
         """Write ``status.json`` atomically, stamping the time."""
