@@ -101,6 +101,14 @@ def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="resume when the sweep directory already exists"
     )
+    parser.add_argument(
+        "--allow-spec-change",
+        metavar="KEYS",
+        action="append",
+        help="with --resume: comma-separated dotted keys (or prefixes, e.g. slurm) whose values "
+        "may differ from the sweep's spec.yaml; the search space, objective, data, model and "
+        "loss never may",
+    )
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +131,11 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
             f"{sweep_dir}: a sweep is already there; "
             "pass --resume to continue it or pick another --out"
         )
+    from gan_hpc.spec_change import accept_spec_change, parse_allowed
+    from gan_hpc.tune import DRIVER_LOCK_FILE
+
+    allowed = parse_allowed(args.allow_spec_change)
+    accept_spec_change(sweep_dir, spec, allowed, lock_path=sweep_dir / DRIVER_LOCK_FILE)
     return spec, sweep_dir
 
 
