@@ -131,9 +131,12 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
             f"{sweep_dir}: a sweep is already there; "
             "pass --resume to continue it or pick another --out"
         )
+    from gan_hpc.safety import check_sweep_dir_safe
     from gan_hpc.spec_change import accept_spec_change, parse_allowed
     from gan_hpc.tune import DRIVER_LOCK_FILE
 
+    if args.resume:  # a resumed sweep unpickles state (Ray's, submitit's) from the directory
+        check_sweep_dir_safe(sweep_dir)
     allowed = parse_allowed(args.allow_spec_change)
     accept_spec_change(sweep_dir, spec, allowed, lock_path=sweep_dir / DRIVER_LOCK_FILE)
     return spec, sweep_dir
@@ -182,11 +185,13 @@ def _add_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_resume(args: argparse.Namespace) -> int:
+    from gan_hpc.safety import check_sweep_dir_safe
     from gan_hpc.tune import SPEC_FILE, run_sweep
 
     spec_path = args.sweep_dir / SPEC_FILE
     if not spec_path.exists():
         raise SweepError(f"{args.sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")
+    check_sweep_dir_safe(args.sweep_dir)
     spec = load_sweep_spec(spec_path)
     leaderboard = run_sweep(spec, args.sweep_dir, restore=True, emit=_emit)
     _print_summary(leaderboard, args.sweep_dir)
@@ -235,7 +240,9 @@ def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_confirm(args: argparse.Namespace) -> int:
     from gan_hpc.confirm import confirm_sweep, format_confirmations
     from gan_hpc.rank import read_spec, write_leaderboard
+    from gan_hpc.safety import check_sweep_dir_safe
 
+    check_sweep_dir_safe(args.sweep_dir)  # the launchers unpickle submitit's result files
     summaries = confirm_sweep(
         args.sweep_dir, top_k=args.top, num_seeds=args.seeds, checkpoint=args.checkpoint, emit=_emit
     )
