@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from gan_hpc._logging import get_logger
-from gan_hpc.distributed import DistEnv
+from gan_hpc.distributed import DistEnv, any_rank, broadcast_from_main
 from gan_hpc.errors import CheckpointError
 from gan_hpc.files import atomic_write_bytes
 
@@ -142,6 +142,47 @@ def load_latest_valid(
             continue
         return LoadedCheckpoint(path=path, step=step, state=state)
     return None
+
+
+def load_resume_checkpoint(
+    directory: Path, env: DistEnv, device: torch.device
+) -> LoadedCheckpoint | None:
+    """Rank 0 chooses the newest valid checkpoint and every rank loads that same one.
+
+    Ranks that each picked their own could differ (a network filesystem showing a new file to
+    one node first, a checkpoint written while they looked) and then train from different
+    steps, RNG and optimizer states until a collective hangs. Rank 0 decides alone; if any
+    rank cannot read its choice, every rank raises.
+
+    Args:
+        directory: the trial's ``checkpoints/`` as this rank sees it.
+        env: this rank's distributed environment (collective on every rank when distributed).
+        device: where the tensors go (also the device of the agreement all-reduce).
+
+    Raises:
+        CheckpointError: some rank could not read the checkpoint rank 0 chose.
+
+    """
+    chosen = load_latest_valid(directory, map_location=device) if env.is_main else None
+    name, step = broadcast_from_main(
+        (chosen.path.name, chosen.step) if chosen is not None else (None, 0), env
+    )
+    error: str | None = None
+    if not env.is_main and name is not None:
+        try:
+            state = load_checkpoint(directory / name, map_location=device)
+            chosen = LoadedCheckpoint(path=directory / name, step=step, state=state)
+        except CheckpointError as exc:
+            error = str(exc)
+    (failed,) = any_rank((error is not None,), env, device)
+    if error is not None:
+        raise CheckpointError(f"rank {env.rank}: {error}")
+    if failed:
+        raise CheckpointError(
+            f"{directory / str(name)}: another rank could not read the checkpoint rank 0 chose "
+            "(see that rank's log); check that every node sees the trial directory"
+        )
+    return chosen
 
 
 def prune_step_checkpoints(directory: Path, keep_last: int) -> None:

@@ -34,7 +34,7 @@ from gan_hpc._logging import configure, get_logger
 from gan_hpc.checkpoint import (
     BEST_NAME,
     gather_rng_states,
-    load_latest_valid,
+    load_resume_checkpoint,
     prune_step_checkpoints,
     restore_rank_rng,
     save_checkpoint,
@@ -208,7 +208,8 @@ def train_trial(
         best: dict[str, Any] | None = None
         last: dict[str, Any] | None = None
         guards = GuardState()
-        resumed = load_latest_valid(trial.checkpoints, map_location=device)
+        # rank 0 chooses, every rank loads its choice: all resume from one step
+        resumed = load_resume_checkpoint(trial.checkpoints, env, device)
         if resumed is not None:
             state = resumed.state
             generator.load_state_dict(state["generator"])
