@@ -229,6 +229,10 @@ class ModelConfig:
     output_activation: OutputActivation = "auto"  # auto: per data kind and transform
     conditioning: Conditioning = "concat"
     condition_embedding_dim: int = 16
+    # continuous conditions (FRF coordinates) are encoded as sin/cos at this many frequencies
+    # before their embedding, so smooth and oscillating dependences (mode shapes) are easy to
+    # learn; 0 embeds the raw coordinates linearly
+    condition_num_frequencies: int = 6
     tabular_head: TabularHead = "softmax"
     gumbel_tau: float = 0.5
     use_ema: bool = True
@@ -237,6 +241,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require(1 <= self.latent_dim <= 4096, "latent_dim", "must be in 1..4096")
         require(self.condition_embedding_dim >= 1, "condition_embedding_dim", "must be >= 1")
+        require(
+            0 <= self.condition_num_frequencies <= 64,
+            "condition_num_frequencies",
+            f"must be in 0..64, got {self.condition_num_frequencies}",
+        )
         require(self.gumbel_tau > 0, "gumbel_tau", "must be > 0")
         require(0 < self.ema_decay < 1, "ema_decay", f"must be in (0, 1), got {self.ema_decay}")
 
@@ -249,9 +258,14 @@ class LossConfig:
     n_critic: int = 1  # discriminator steps per generator step
     clip_value: float = 0.01  # wasserstein weight clipping to [-c, c]
     gp_lambda: float = 10.0  # wgan_gp gradient-penalty weight
+    # paired data only (continuous conditions, one real sample per condition, e.g. FRF): the
+    # generator also pays this times the L1 distance between its sample at a real condition
+    # and the real sample there (pix2pix's cGAN + L1); 0 is a pure GAN
+    reconstruction_weight: float = 0.0
 
     def __post_init__(self) -> None:
         require(1 <= self.n_critic <= 20, "n_critic", "must be in 1..20")
+        require(self.reconstruction_weight >= 0, "reconstruction_weight", "must be >= 0")
         require(self.clip_value > 0, "clip_value", "must be > 0")
         require(self.gp_lambda >= 0, "gp_lambda", "must be >= 0")
 

@@ -24,10 +24,11 @@ Shared conventions (documented once here):
   (at least one block); the generator starts from ``ceil(side / 2**depth)`` per side and
   center-crops its ``2**depth``-times-upsampled map to the exact sample size.
 - Conditioning: the generator concatenates an embedding of ``cond`` (``nn.Embedding`` for
-  classes, ``nn.Linear`` for continuous vectors, ``condition_embedding_dim`` wide) to ``z``.
-  The discriminator either concatenates that embedding to its flattened features before the
-  final linear head (``concat``; for the MLP, to the flattened input) or adds the projection
-  term ``<embed(y), h>`` with an embedding as wide as the features ``h`` (``projection``,
+  classes, ``nn.Linear`` of Fourier features for continuous vectors, ``condition_embedding_dim``
+  wide) to ``z``. The discriminator either takes that embedding at its input (``concat``:
+  appended to the flattened sample, or extra constant channels of an image or signal), so
+  all its layers can judge whether ``x`` fits ``y``, or adds the projection term
+  ``<embed(y), h>`` with an embedding as wide as the last features ``h`` (``projection``,
   Miyato & Koyama 2018). Nothing condition-related is built for unconditional data, so every
   parameter is used in every forward (DDP needs no ``find_unused_parameters``).
 """
@@ -226,22 +227,55 @@ def _generator_output(config: ModelConfig, schema: DataSchema) -> nn.Module:
 
 
 class ConditionEmbedding(nn.Module):
-    """Embeds a condition: ``nn.Embedding`` for class indices, ``nn.Linear`` for vectors."""
+    """Embeds a condition: ``nn.Embedding`` for class indices, ``nn.Linear`` for vectors.
 
-    def __init__(self, *, condition: ConditionSchema, dim: int, norm: str = "none") -> None:
+    Continuous conditions in [-1, 1] are first expanded to Fourier features: the coordinates
+    ``y`` with ``sin(k pi t)`` and ``cos(k pi t)``, ``t = (y + 1) / 2``, for ``k = 1..K``
+    (``num_frequencies``; 0 keeps the raw coordinates). A network fed raw coordinates must
+    build every oscillation out of its own layers, which a small GAN does not manage within a
+    sweep's budget; with the sin/cos basis a response that varies like a plate's mode shapes
+    is a linear function of the input.
+    """
+
+    def __init__(
+        self, *, condition: ConditionSchema, dim: int, num_frequencies: int = 0, norm: str = "none"
+    ) -> None:
         super().__init__()
         self.kind = condition.kind
+        # a constant of the config, not a weight: kept out of state dicts and bundles
+        self.register_buffer(
+            "frequencies",
+            math.pi * torch.arange(1, num_frequencies + 1, dtype=torch.float32),
+            persistent=False,
+        )
         if condition.kind == "class":
             layer: nn.Module = _init_affine(nn.Embedding(condition.dim, dim))
         else:
-            layer = _init_affine(nn.Linear(condition.dim, dim))
+            in_features = condition.dim * (1 + 2 * num_frequencies)
+            layer = _init_affine(nn.Linear(in_features, dim))
         self.layer = _maybe_spectral(layer, norm == "spectral")
 
     def forward(self, cond: Tensor) -> Tensor:
         """``[B]`` class indices or ``[B, dim]`` vectors -> ``[B, embedding dim]``."""
         if self.kind == "class":
             return self.layer(cond.reshape(-1).long())
-        return self.layer(cond.float())
+        values = cond.float()
+        if len(self.frequencies):
+            phases = ((values + 1) / 2).unsqueeze(-1) * self.frequencies  # [B, dim, K]
+            values = torch.cat([values, phases.sin().flatten(1), phases.cos().flatten(1)], dim=1)
+        return self.layer(values)
+
+
+def _condition_embedding(
+    config: ModelConfig, condition: ConditionSchema, *, dim: int | None = None, norm: str = "none"
+) -> ConditionEmbedding:
+    """The condition embedding of ``config`` (``condition_embedding_dim`` wide by default)."""
+    return ConditionEmbedding(
+        condition=condition,
+        dim=config.condition_embedding_dim if dim is None else dim,
+        num_frequencies=config.condition_num_frequencies,
+        norm=norm,
+    )
 
 
 def _require_condition(embedding: nn.Module | None, cond: Tensor | None, owner: str) -> None:
@@ -252,8 +286,8 @@ def _require_condition(embedding: nn.Module | None, cond: Tensor | None, owner: 
         raise ValueError(f"{owner} is unconditional: pass cond=None")
 
 
-class _ConditionalScore(nn.Module):
-    """A discriminator's score head: ``head([h, e(y)])`` (concat) or ``head(h) + <e(y), h>``."""
+class _ScoreHead(nn.Module):
+    """A discriminator's linear score head; with projection conditioning, ``+ <e(y), h>``."""
 
     def __init__(
         self,
@@ -264,34 +298,54 @@ class _ConditionalScore(nn.Module):
         norm: str,
     ) -> None:
         super().__init__()
-        self.is_projection = config.conditioning == "projection"
         self.embedding: ConditionEmbedding | None = None
-        head_in = features
-        if condition is not None and self.is_projection:
-            self.embedding = ConditionEmbedding(condition=condition, dim=features, norm=norm)
-        elif condition is not None:
-            self.embedding = ConditionEmbedding(
-                condition=condition, dim=config.condition_embedding_dim
-            )
-            head_in += config.condition_embedding_dim
-        self.head = _linear(head_in, 1, norm=norm)
+        if condition is not None and config.conditioning == "projection":
+            self.embedding = _condition_embedding(config, condition, dim=features, norm=norm)
+        self.head = _linear(features, 1, norm=norm)
 
     def forward(self, features: Tensor, cond: Tensor | None) -> Tensor:
         """``[B, features]`` -> scores ``[B]``."""
         _require_condition(self.embedding, cond, "the discriminator")
+        scores = self.head(features).squeeze(1)
         if self.embedding is None or cond is None:
-            return self.head(features).squeeze(1)
+            return scores
+        return scores + (self.embedding(cond) * features).sum(dim=1)
+
+
+class _InputCondition(nn.Module):
+    """Concat conditioning: the condition embedding joins the discriminator's input.
+
+    Vectors get it appended; image and signal maps get it as extra channels, the same at every
+    position, so every layer can judge whether ``x`` fits ``y`` (a condition that met only the
+    last linear layer would add a term independent of ``x``, which judges nothing).
+    """
+
+    def __init__(self, *, config: ModelConfig, condition: ConditionSchema) -> None:
+        super().__init__()
+        self.embedding = _condition_embedding(config, condition)
+
+    def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        """``[B, F]`` or ``[B, C, *sides]`` -> the same with the embedding appended."""
+        _require_condition(self.embedding, cond, "the discriminator")
         embedded = self.embedding(cond)
-        if self.is_projection:
-            return self.head(features).squeeze(1) + (embedded * features).sum(dim=1)
-        return self.head(torch.cat([features, embedded], dim=1)).squeeze(1)
+        if x.dim() > 2:
+            embedded = embedded.reshape(*embedded.shape, *([1] * (x.dim() - 2)))
+            embedded = embedded.expand(-1, -1, *x.shape[2:])
+        return torch.cat([x, embedded.to(x.dtype)], dim=1)
+
+
+def _input_condition(config: ModelConfig, schema: DataSchema) -> _InputCondition | None:
+    """The input conditioning of a discriminator, or None (unconditional or projection)."""
+    if schema.condition is None or config.conditioning != "concat":
+        return None
+    return _InputCondition(config=config, condition=schema.condition)
 
 
 def _generator_embedding(config: ModelConfig, schema: DataSchema) -> ConditionEmbedding | None:
     """Build the generator's condition embedding, or None for unconditional data."""
     if schema.condition is None:
         return None
-    return ConditionEmbedding(condition=schema.condition, dim=config.condition_embedding_dim)
+    return _condition_embedding(config, schema.condition)
 
 
 def _generator_input(embedding: nn.Module | None, z: Tensor, cond: Tensor | None) -> Tensor:
@@ -349,16 +403,13 @@ class MlpDiscriminator(nn.Module):
     def __init__(self, *, config: ModelConfig, schema: DataSchema) -> None:
         super().__init__()
         network = config.discriminator
-        is_concat = schema.condition is not None and config.conditioning == "concat"
-        self.embedding = (
-            ConditionEmbedding(condition=schema.condition, dim=config.condition_embedding_dim)
-            if is_concat and schema.condition is not None
-            else None
+        self.input_condition = _input_condition(config, schema)
+        in_features = schema.num_features + (
+            config.condition_embedding_dim if self.input_condition is not None else 0
         )
-        in_features = schema.num_features + (config.condition_embedding_dim if is_concat else 0)
         self.trunk = _mlp_trunk(in_features, network, is_discriminator=True)
-        self.score = _ConditionalScore(
-            condition=None if is_concat else schema.condition,
+        self.score = _ScoreHead(
+            condition=None if self.input_condition is not None else schema.condition,
             config=config,
             features=network.width,
             norm=network.norm,
@@ -367,9 +418,8 @@ class MlpDiscriminator(nn.Module):
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """``[B, *sample_shape]`` -> raw scores ``[B]``."""
         flat = x.reshape(x.shape[0], -1)
-        if self.embedding is not None:
-            _require_condition(self.embedding, cond, "the discriminator")
-            flat = torch.cat([flat, self.embedding(cond)], dim=1)
+        if self.input_condition is not None:
+            flat = self.input_condition(flat, cond)
             cond = None  # consumed at the input; the score head is unconditional
         return self.score(self.trunk(flat), cond)
 
@@ -471,8 +521,9 @@ class ConvDiscriminator(nn.Module):
     """DCGAN discriminator in 1-D (signals) or 2-D (images).
 
     ``k`` strided Conv(4, stride 2, pad 1) blocks (``width * 2**i`` channels; no batch/layer
-    norm on the first), then the flattened features go to a linear score head, conditioned by
-    concatenation or projection (see the module docstring).
+    norm on the first), then the flattened features go to a linear score head. The condition
+    joins the input as extra channels (``concat``) or is projected onto the features
+    (``projection``); see the module docstring.
     """
 
     def __init__(self, *, config: ModelConfig, schema: DataSchema, spatial_dims: int) -> None:
@@ -484,6 +535,9 @@ class ConvDiscriminator(nn.Module):
         depth = conv_depth(network.depth, spatial)
         conv = (nn.Conv1d, nn.Conv2d)[spatial_dims - 1]
         has_norm = network.norm in ("batch", "layer")
+        self.input_condition = _input_condition(config, schema)
+        if self.input_condition is not None:
+            channels += config.condition_embedding_dim
         modules: list[nn.Module] = []
         in_channels, sides = channels, list(spatial)
         for index in range(depth):
@@ -498,8 +552,8 @@ class ConvDiscriminator(nn.Module):
             )
             in_channels, sides = out_channels, [side // 2 for side in sides]
         self.blocks = nn.Sequential(*modules)
-        self.score = _ConditionalScore(
-            condition=schema.condition,
+        self.score = _ScoreHead(
+            condition=None if self.input_condition is not None else schema.condition,
             config=config,
             features=in_channels * math.prod(sides),
             norm=network.norm,
@@ -507,6 +561,9 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """``[B, C, *sides]`` -> raw scores ``[B]``."""
+        if self.input_condition is not None:
+            x = self.input_condition(x, cond)
+            cond = None  # consumed at the input; the score head is unconditional
         return self.score(self.blocks(x).flatten(1), cond)
 
 

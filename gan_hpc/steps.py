@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gan_hpc import convergence as names
 from gan_hpc.config import OptimizerConfig, TrialConfig
 from gan_hpc.data.datasets import PreparedData
+from gan_hpc.errors import SpecError
 from gan_hpc.losses import LossPair, clip_weights, gradient_penalty
 from gan_hpc.models import sample_condition, sample_latent, unwrap_model
 
@@ -92,11 +93,19 @@ def generator_step(
     batch: int,
     device: torch.device,
     autocast: Any,
+    *,
+    real_x: torch.Tensor | None = None,
+    real_cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One generator update against the current discriminator; returns the loss."""
+    """One generator update against the current discriminator; returns the loss.
+
+    With ``loss.reconstruction_weight`` the generator draws at the real batch's conditions
+    (``real_cond``) and also pays the weighted L1 distance to ``real_x`` (paired data).
+    """
     optimizer.zero_grad(set_to_none=True)
     z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
-    cond = sample_condition(data.schema, batch, None, device)
+    is_paired = cfg.loss.reconstruction_weight > 0 and real_x is not None
+    cond = real_cond if is_paired else sample_condition(data.schema, batch, None, device)
     # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
     # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
     no_sync = (
@@ -108,7 +117,11 @@ def generator_step(
     try:
         with no_sync:
             with autocast:
-                g_loss = loss.g_loss(discriminator(generator(z, cond), cond).float())
+                fake_x = generator(z, cond)
+                g_loss = loss.g_loss(discriminator(fake_x, cond).float())
+                if is_paired and real_x is not None:
+                    distance = (fake_x.float() - real_x.float()).abs().mean()
+                    g_loss = g_loss + cfg.loss.reconstruction_weight * distance
             g_loss.backward()
     finally:
         discriminator.requires_grad_(True)
@@ -116,6 +129,21 @@ def generator_step(
         nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
     optimizer.step()
     return g_loss.detach()
+
+
+def check_reconstruction(cfg: TrialConfig, data: PreparedData) -> None:
+    """Raise SpecError when ``loss.reconstruction_weight`` is set for data that is not paired.
+
+    Only a continuous condition (one real sample per condition, e.g. FRF coordinates) pairs a
+    generated sample with the real one it should match; against a class or no condition the
+    L1 term would pull every sample toward the average of its class.
+    """
+    condition = data.schema.condition
+    if cfg.loss.reconstruction_weight > 0 and (condition is None or condition.kind != "continuous"):
+        raise SpecError(
+            f"loss.reconstruction_weight: {cfg.loss.reconstruction_weight} needs paired data "
+            "(a continuous condition such as FRF coordinates); set it to 0 for this data"
+        )
 
 
 def build_optimizer(

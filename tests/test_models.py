@@ -511,3 +511,55 @@ def test_mlp_gan_learns_a_ring_of_eight_gaussians() -> None:
     shares = torch.stack([((mode == k) & (distance < 3 * std)).float().mean() for k in range(8)])
     assert (shares >= 0.02).sum().item() >= 7, f"modes covered: {shares.tolist()}"
     assert (distance < 0.5).float().mean().item() >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("family", "kind", "condition"),
+    [
+        (family, kind, condition)
+        for family, kinds in KINDS_FOR_FAMILY.items()
+        for kind in kinds
+        for condition in ("class", "continuous")
+    ],
+)
+def test_concat_discriminator_judges_x_and_y_together(
+    family: str, kind: str, condition: str
+) -> None:
+    # A condition that meets only the last linear layer adds u.e(y) to w.h(x): the effect of y
+    # on the score is then the same for every x. Input conditioning must break that.
+    torch.manual_seed(0)
+    schema = schema_for(kind, condition)
+    _, discriminator = build_models(tiny_config(family, conditioning="concat"), schema)
+    with torch.no_grad():  # weights of order 1: DCGAN's N(0, 0.02) leaves effects near 1e-7
+        for parameter in discriminator.parameters():
+            parameter.normal_(0.0, 0.5)
+    x = real_batch(schema, 2)
+    cond_a = sample_condition(schema, 1)
+    cond_a = cond_a.repeat(2, 1) if condition == "continuous" else cond_a.repeat(2)
+    cond_b = cond_a.clone()
+    if condition == "class":
+        cond_b[:] = (cond_a[0] + 1) % 3
+    else:
+        cond_b = -cond_a
+    with torch.no_grad():
+        effect = discriminator(x, cond_b) - discriminator(x, cond_a)  # [2]: one per x
+    assert (effect[0] - effect[1]).abs() > 1e-3 * effect.abs().max()
+
+
+def test_fourier_condition_features() -> None:
+    from gan_hpc.models import ConditionEmbedding
+
+    condition = CONDITIONS["continuous"]
+    plain = ConditionEmbedding(condition=condition, dim=5, num_frequencies=0)
+    fourier = ConditionEmbedding(condition=condition, dim=5, num_frequencies=3)
+    assert plain.layer.in_features == 2
+    assert fourier.layer.in_features == 2 * (1 + 2 * 3)
+    cond = torch.tensor([[-1.0, 1.0]])
+    with torch.no_grad():
+        fourier.layer.weight.zero_()
+        fourier.layer.weight[0, 2] = 1.0  # sin(pi * t) of the first coordinate, t = 0 at -1
+        fourier.layer.weight[1, 4] = 1.0  # sin(3 pi t) of the first coordinate
+        out = fourier(cond)
+    assert out[0, :2].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="condition_num_frequencies"):
+        ModelConfig(condition_num_frequencies=-1)
