@@ -71,6 +71,7 @@ from gan_hpc.steps import (
     LossWindow,
     autocast_for,
     build_optimizer,
+    check_reconstruction,
     discriminator_step,
     generator_step,
     grad_norm,
@@ -177,6 +178,7 @@ def train_trial(
 
         # ---- data, models, optimisers: identical initial weights on every rank
         data = load_dataset(cfg.data)
+        check_reconstruction(cfg, data)
         if env.is_main:
             atomic_write_json(
                 trial.data_path,
@@ -269,6 +271,8 @@ def train_trial(
                 len(real_x),
                 device,
                 autocast,
+                real_x=real_x,
+                real_cond=real_cond,
             )
             if ema is not None:
                 ema.update(generator)
