@@ -33,7 +33,7 @@ from gan_hpc.convergence import gate_holds
 from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
 from gan_hpc.launch import TrialJob, get_launcher, launch_spec_for
-from gan_hpc.locks import DriverLock
+from gan_hpc.locks import DriverLock, exit_driver
 from gan_hpc.rank import (
     CONFIRM_FILE,
     TRIALS_DIR,
@@ -241,7 +241,7 @@ def confirm_sweep(
     """
     sweep_dir = Path(sweep_dir).resolve()
     spec = read_spec(sweep_dir)
-    with DriverLock(sweep_dir / CONFIRM_LOCK_FILE):
+    with DriverLock(sweep_dir / CONFIRM_LOCK_FILE, on_lost=exit_driver):
         runs = plan_runs(sweep_dir, spec, top_k=top_k, num_seeds=num_seeds, checkpoint=checkpoint)
         try:
             run_confirmations(runs, spec, emit=emit)
