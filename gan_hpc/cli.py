@@ -151,7 +151,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     # restore-or-start: a driver that died before Ray's first snapshot starts the sweep again
     restore = (sweep_dir / SPEC_FILE).exists() and has_tune_state(spec, sweep_dir)
     leaderboard = run_sweep(spec, sweep_dir, restore=restore, emit=_emit)
-    _print_summary(leaderboard, sweep_dir)
+    _print_summary(leaderboard, sweep_dir, spec)
     return 0
 
 
@@ -194,7 +194,7 @@ def _run_resume(args: argparse.Namespace) -> int:
     check_sweep_dir_safe(args.sweep_dir)
     spec = load_sweep_spec(spec_path)
     leaderboard = run_sweep(spec, args.sweep_dir, restore=True, emit=_emit)
-    _print_summary(leaderboard, args.sweep_dir)
+    _print_summary(leaderboard, args.sweep_dir, spec)
     return 0
 
 
@@ -210,13 +210,15 @@ def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from gan_hpc.rank import read_spec
+    from gan_hpc.rank import ranking_rule, read_spec
 
     if not args.sweep_dir.is_dir():
         raise SweepError(f"{args.sweep_dir}: not a directory")
     spec = read_spec(args.sweep_dir)
     leaderboard = sweep_leaderboard(args.sweep_dir, spec.ranking, checkpoint=args.checkpoint)
-    print(format_leaderboard(leaderboard, args.format))
+    print(format_leaderboard(leaderboard, args.format), end="")
+    if args.format in ("table", "markdown"):
+        print(f"\n{ranking_rule(spec.ranking)}")
     return 0
 
 
@@ -263,8 +265,11 @@ def _emit(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path) -> None:
+def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) -> None:
+    from gan_hpc.rank import ranking_rule
+
     print(format_leaderboard(leaderboard, "table"))
+    print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
     print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
 

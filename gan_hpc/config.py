@@ -334,6 +334,9 @@ class ConvergenceConfig:
 
     d_acc_min: float = 0.80  # discriminator accuracy on held-out real vs fresh fakes
     fooling_rate_min: float = 0.40  # share of generated samples D calls real
+    # the gate is the first sort key of the leaderboard and of each trial's best checkpoint
+    # (the seeds' rule); false: it is still computed and shown, but trials rank by the score
+    use_gate_first: bool = True
     num_eval_samples: int = 1000  # fakes for the fooling rate / D accuracy
     score: str = "d_loss_gap"  # metric that ranks trials within a gate group
     score_mode: Mode = "min"

@@ -81,8 +81,8 @@ def gate_holds(metrics: Mapping[str, float], config: ConvergenceConfig) -> bool:
 def selection_key(metrics: Mapping[str, float], config: ConvergenceConfig) -> tuple[float, float]:
     """Sort key of an evaluation (larger is better) for picking the best checkpoint.
 
-    The gate first, then the selection metric (``checkpoint_score``, else ``score``) in its
-    direction; NaN is worst.
+    The gate first (unless ``use_gate_first`` is off), then the selection metric
+    (``checkpoint_score``, else ``score``) in its direction; NaN is worst.
     """
     name, mode = config.selection_metric
     score = metrics.get(name, math.nan)
@@ -90,7 +90,8 @@ def selection_key(metrics: Mapping[str, float], config: ConvergenceConfig) -> tu
         oriented = -math.inf
     else:
         oriented = float(score) if mode == "max" else -float(score)
-    return (1.0 if gate_holds(metrics, config) else 0.0, oriented)
+    gate_first = config.use_gate_first and gate_holds(metrics, config)
+    return (1.0 if gate_first else 0.0, oriented)
 
 
 @torch.no_grad()

@@ -260,8 +260,9 @@ class ConditionEmbedding(nn.Module):
         if self.kind == "class":
             return self.layer(cond.reshape(-1).long())
         values = cond.float()
-        if len(self.frequencies):
-            phases = ((values + 1) / 2).unsqueeze(-1) * self.frequencies  # [B, dim, K]
+        frequencies = cast(Tensor, self.frequencies)
+        if len(frequencies):
+            phases = ((values + 1) / 2).unsqueeze(-1) * frequencies  # [B, dim, K]
             values = torch.cat([values, phases.sin().flatten(1), phases.cos().flatten(1)], dim=1)
         return self.layer(values)
 

@@ -34,7 +34,15 @@ import pandas as pd
 
 from gan_hpc.config import ConvergenceConfig, is_quality_metric
 from gan_hpc.config_validation import config_from_dict
-from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, STEP, gate_holds, selection_key
+from gan_hpc.convergence import (
+    ALL_CONVERGENCE,
+    CONVERGED,
+    D_ACC_HELDOUT,
+    FOOLING_RATE,
+    STEP,
+    gate_holds,
+    selection_key,
+)
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
 from gan_hpc.files import atomic_write_text, read_json, read_jsonl
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX as COLUMN_PREFIX
@@ -504,7 +512,8 @@ def _sort_key(row: Mapping[str, Any], ranking: ConvergenceConfig) -> tuple[Any, 
     missing = score is None or math.isnan(score)
     oriented = 0.0 if missing else (-score if ranking.score_mode == "max" else score)
     front = row.get("pareto_front", 0)
-    return (not row["gate"], bool(row["flags"]), front, missing, oriented, row["trial_id"])
+    gate_first = ranking.use_gate_first and bool(row["gate"])
+    return (not gate_first, bool(row["flags"]), front, missing, oriented, row["trial_id"])
 
 
 def _assign_pareto_fronts(
@@ -519,7 +528,8 @@ def _assign_pareto_fronts(
     """
     groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((bool(row["gate"]), bool(row["flags"])), []).append(row)
+        gate_first = ranking.use_gate_first and bool(row["gate"])
+        groups.setdefault((gate_first, bool(row["flags"])), []).append(row)
     signs = [1.0 if mode == "max" else -1.0 for mode in ranking.pareto_modes]
     for members in groups.values():
         points: dict[str, tuple[float, ...]] = {}
@@ -558,6 +568,23 @@ def pareto_fronts(points: Mapping[str, Sequence[float]]) -> dict[str, int]:
             del remaining[key]
         front += 1
     return fronts
+
+
+def ranking_rule(ranking: ConvergenceConfig) -> str:
+    """One line saying how the leaderboard is ordered, for the people reading it."""
+    direction = "higher" if ranking.score_mode == "max" else "lower"
+    keys = []
+    if ranking.use_gate_first:
+        keys.append(
+            f"the gate first ({D_ACC_HELDOUT} > {ranking.d_acc_min:g} and "
+            f"{FOOLING_RATE} > {ranking.fooling_rate_min:g})"
+        )
+    keys.append("trials no guard flagged")
+    if ranking.pareto_metrics:
+        keys.append(f"Pareto front of {', '.join(ranking.pareto_metrics)}")
+    keys.append(f"{ranking.score} ({direction} is better)")
+    shown = "" if ranking.use_gate_first else "; the gate is shown, not ranked on"
+    return f"ranked by {', then '.join(keys)}{shown}; baseline rows are unranked references"
 
 
 def read_baselines(sweep_dir: Path) -> dict[str, dict[str, float]]:

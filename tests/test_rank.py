@@ -22,6 +22,7 @@ from gan_hpc.convergence import (
     D_REAL_MEAN,
     FOOLING_RATE,
     STEP,
+    selection_key,
 )
 from gan_hpc.errors import SpecError, SweepError
 from gan_hpc.files import append_jsonl, atomic_write_json
@@ -34,6 +35,7 @@ from gan_hpc.rank import (
     format_leaderboard,
     pareto_fronts,
     rank_trials,
+    ranking_rule,
     read_spec,
     write_leaderboard,
     write_spec,
@@ -131,6 +133,20 @@ def test_gate_first_then_score_min(tmp_path: Path) -> None:
     assert list(df["rank"]) == [1, 2, 3, 4]
     assert list(df["gate"]) == [True, True, False, False]
     assert list(df["score"]) == [0.1, 0.5, 0.01, 0.2]
+
+
+def test_gate_shown_but_not_ranked_on(tmp_path: Path) -> None:
+    one_eval_trial(tmp_path, "a", metrics(0.9, 0.5, gap=0.5))  # gate, worse score
+    one_eval_trial(tmp_path, "b", metrics(0.7, 0.5, gap=0.01))  # no gate, best score
+    ranking = dataclasses.replace(RANKING, use_gate_first=False)
+    df = rank_trials(collect_trials(tmp_path), ranking)
+    assert list(df["trial_id"]) == ["b", "a"]
+    assert list(df["gate"]) == [False, True]
+    assert "not ranked on" in ranking_rule(ranking)
+    assert "the gate first" in ranking_rule(RANKING)
+    assert selection_key(metrics(0.7, 0.5, gap=0.01), ranking) > selection_key(
+        metrics(0.9, 0.5, gap=0.5), ranking
+    )
 
 
 def test_score_max_mode(tmp_path: Path) -> None:
