@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The sweep lands in runs/quickstart (the spec's storage.path/name), the path it prints and the
+# README's next commands take. --resume: a second `make quickstart` shows the finished sweep.
 quickstart: install
-	$(VENV)/bin/gan-hpc sweep run sweeps/quickstart.yaml --out runs/quickstart
+	$(VENV)/bin/gan-hpc sweep run sweeps/quickstart.yaml --resume
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
