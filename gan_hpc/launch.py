@@ -2,14 +2,21 @@
 
 Both launchers hand every rank the same environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT, or SLURM's equivalents), so the quick start, the tests and a cluster
-sweep differ only in the launcher. The job handle is saved in the trial's ``status.json``.
-The SLURM launcher lives in :mod:`gan_hpc.slurm_launch`, loaded only when a sweep uses it.
+sweep differ only in the launcher. The SLURM launcher lives in :mod:`gan_hpc.slurm_launch`, loaded
+only when a sweep uses it.
+
+Exactly once: before a launcher starts anything it records the intent in the trial's
+``launch.json`` (the launch number), and the job's handle once it exists. A restarted driver
+reconciles these records with what runs (``/proc`` for local ranks; ``squeue``/``sacct`` by the
+job's comment for SLURM) before it starts anything, so a trial never has two jobs.
+``launch.json`` has one writer: the sweep's driver (its trial watchers).
 """
 
 from __future__ import annotations
 
 import abc
 import ctypes
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,10 +25,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gan_hpc._logging import get_logger
 from gan_hpc.distributed import free_port
-from gan_hpc.errors import LaunchError
+from gan_hpc.errors import GanHpcError, LaunchError
+from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.sweep_spec import SlurmConfig, SweepSpec
 from gan_hpc.trial_dir import TrialDir
 
@@ -30,6 +39,49 @@ logger = get_logger(__name__)
 CANCEL_GRACE_S = 30.0  # how long a cancelled trial may take to checkpoint before SIGKILL
 STDERR_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1
+LAUNCH_FILE = "launch.json"  # <trial_dir>/launch.json: the driver's launch record (intents)
+# Exit statuses a launcher reports besides the trainer's own (0, 1, 2, 75; see trial_dir):
+EXIT_CANCELLED = 130  # the job was cancelled by someone else (a user's scancel)
+EXIT_LOST = 69  # the scheduler forgot the job (neither squeue nor sacct knows it): EX_UNAVAILABLE
+LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRecord:
+    """The content of ``launch.json``: what the driver started for a trial, and why.
+
+    ``launch`` is incremented and written *before* a job starts (the intent); ``job_id`` is
+    written once the job exists. A restarted driver that finds a launch without a job id looks
+    the job up (SLURM: by its comment) before it starts another one.
+    """
+
+    launch: int = 0  # jobs started for this trial, the current one included
+    job_id: str | None = None  # the current launch's job, once known
+    intent_at: float = 0.0  # when the current launch was decided (bounds the sacct look-up)
+    retries: int = 0  # launches after a crash, a lost job or a stop: the trial's one budget
+    retried_job: str | None = None  # the job whose end the last retry answered (idempotent)
+    cancelled_job: str | None = None  # a job the driver cancelled itself (not a user's scancel)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dataclasses.asdict(self)
+
+
+def read_launch(trial: TrialDir) -> LaunchRecord:
+    """The trial's launch record (empty when the driver never started it)."""
+    try:
+        data = read_json(trial.path / LAUNCH_FILE)
+    except (GanHpcError, FileNotFoundError):
+        return LaunchRecord()
+    names = {f.name for f in dataclasses.fields(LaunchRecord)}
+    return LaunchRecord(**{k: v for k, v in data.items() if k in names})
+
+
+def update_launch(trial: TrialDir, **changes: Any) -> LaunchRecord:
+    """Change some fields of the launch record (atomic write); returns the new record."""
+    record = dataclasses.replace(read_launch(trial), **changes)
+    atomic_write_json(trial.path / LAUNCH_FILE, record.to_dict())
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +118,38 @@ class Launcher(abc.ABC):
 
     name: str
 
-    @abc.abstractmethod
     def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
-        """Start the trial's ranks; the trial directory already holds ``config.json``."""
+        """Start the trial's ranks; the trial directory already holds ``config.json``.
+
+        The intent (the next launch number) is recorded before anything starts, the job id
+        right after, so a driver killed in between finds the job instead of starting another.
+        """
+        record = update_launch(
+            trial, launch=read_launch(trial).launch + 1, job_id=None, intent_at=time.time()
+        )
+        job = self._spawn(trial, spec, record.launch)
+        update_launch(trial, job_id=job.job_id)
+        return job
+
+    @abc.abstractmethod
+    def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
+        """Start launch number ``launch`` of the trial's ranks."""
 
     def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
-        """Re-attach to the trial's job if it is still queued or running (None: start anew)."""
+        """The trial's current job, to watch it again (None: none runs, start anew)."""
+        return None
+
+    def reconcile(
+        self, spec: LaunchSpec, trials: Sequence[TrialDir], ended: Sequence[TrialDir]
+    ) -> None:
+        """Before a driver starts anything: stop what must not run (called once per driver).
+
+        Args:
+            spec: how the sweep's trials are launched.
+            trials: every trial directory of the sweep.
+            ended: those that have ended; any job of theirs still running is stopped.
+
+        """
         return None
 
     def check(self, spec: LaunchSpec) -> None:
@@ -141,8 +219,9 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
+    def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""
+        stop_leftover_trainers([trial])  # a killed driver's ranks may still be exiting
         trial.logs.mkdir(parents=True, exist_ok=True)
         port = free_port()
         processes, logs = [], []
@@ -175,6 +254,75 @@ class LocalLauncher(Launcher):
         trial.update_status(state="running", job_id=job.job_id)
         logger.debug("started %s for %s", job.job_id, trial.path)
         return job
+
+    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
+        """Local ranks die with the driver that started them: stop any still exiting."""
+        stop_leftover_trainers([trial])
+        return None
+
+    def reconcile(
+        self, spec: LaunchSpec, trials: Sequence[TrialDir], ended: Sequence[TrialDir]
+    ) -> None:
+        """No local trainer of this sweep may outlive its driver: stop the stragglers."""
+        stop_leftover_trainers(trials)
+
+
+def trainer_pids(trials: Sequence[TrialDir]) -> dict[int, Path]:
+    """Processes running ``python -m gan_hpc.train`` on one of ``trials`` (pid -> trial dir).
+
+    Read from ``/proc``, so it finds trainers whatever started them (a killed driver's
+    watcher, a previous launch), and never a recycled pid of another program.
+    """
+    wanted = {str(t.path.resolve()): t.path for t in trials}
+    found: dict[int, Path] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if len(args) >= 4 and args[1:3] == ["-m", "gan_hpc.train"] and args[3] in wanted:
+            found[int(entry.name)] = wanted[args[3]]
+    return found
+
+
+def stop_leftover_trainers(trials: Sequence[TrialDir], grace_s: float = LEFTOVER_GRACE_S) -> int:
+    """SIGTERM (checkpoint and exit), then SIGKILL, every trainer running one of ``trials``.
+
+    Returns:
+        how many trainer processes were found.
+
+    """
+    pids = trainer_pids(trials)
+    for pid, path in pids.items():
+        logger.warning("stopping leftover trainer %d of %s", pid, path)
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    while any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    return len(pids)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone: it only waits for its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def die_with_parent() -> None:

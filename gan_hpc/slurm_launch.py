@@ -20,6 +20,7 @@ This module and :mod:`gan_hpc.launch` are the only ones that import submitit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shlex
@@ -41,9 +42,19 @@ from submitit.core.utils import FailedJobError, pickle_load
 from gan_hpc._logging import get_logger
 from gan_hpc.distributed import dist_env_from_environ
 from gan_hpc.errors import LaunchError
-from gan_hpc.launch import Launcher, LaunchSpec, TrialJob, die_with_parent, train_command
+from gan_hpc.launch import (
+    EXIT_CANCELLED,
+    EXIT_LOST,
+    Launcher,
+    LaunchSpec,
+    TrialJob,
+    die_with_parent,
+    read_launch,
+    train_command,
+    update_launch,
+)
 from gan_hpc.sweep_spec import SlurmConfig
-from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
+from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
 
 logger = get_logger(__name__)
 
@@ -51,6 +62,22 @@ SLURM_DIR = "slurm"  # <trial_dir>/slurm/<job_id>/: submitit's folder for the tr
 # sacct is the accounting database: ask it at most this often per trial, whatever the polling
 STATE_REFRESH_S = 5.0
 CANCEL_WAIT_S = 90.0  # how long cancel() waits for the job to leave the node
+# A job neither squeue nor sacct knows for this long is lost (purged, or a wiped controller)
+LOST_AFTER_S = float(os.environ.get("GAN_HPC_SLURM_LOST_AFTER_S", "300"))
+# A PREEMPTED job may be on its way back to the queue (PreemptMode=REQUEUE): wait this long
+PREEMPTED_GRACE_S = 60.0
+# How each end state of a job reaches the watcher (its own exit status wins for FAILED)
+END_STATES = {
+    "COMPLETED": EXIT_OK,
+    "CANCELLED": EXIT_CANCELLED,
+    "TIMEOUT": EXIT_REQUEUE,  # the trainer checkpointed on SIGTERM, or has an older checkpoint
+    "PREEMPTED": EXIT_REQUEUE,
+    "NODE_FAIL": EXIT_REQUEUE,
+    "BOOT_FAIL": EXIT_REQUEUE,
+    "FAILED": EXIT_FAILED,
+    "OUT_OF_MEMORY": EXIT_FAILED,
+    "DEADLINE": EXIT_FAILED,
+}
 # The trainer checks for a stop request every few steps and then checkpoints; on a slow GPU
 # step this takes a while, but it must finish before SLURM's final SIGKILL.
 STOP_WAIT_S = 300.0
@@ -74,7 +101,7 @@ ACTIVE_STATES = frozenset(
         "STOPPED",
         "SIGNALING",
         "STAGE_OUT",
-        "PREEMPTED",  # with PreemptMode=REQUEUE the job comes back; with CANCEL it ends CANCELLED
+        "RESV_DEL_HOLD",
     }
 )
 # torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
@@ -148,7 +175,7 @@ class TrialTask(submitit.helpers.Checkpointable):
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
         rank = int(os.environ.get("SLURM_PROCID", "0"))
         if restarts > self.max_requeues:  # requeued by the scheduler or an admin, past the limit
-            raise LaunchError(self._limit_message(job_id, restarts))
+            self._stop_at_limit(trial, job_id, restarts)
         if rank == 0 and restarts:
             status = trial.read_status()
             trial.update_status(
@@ -166,9 +193,12 @@ class TrialTask(submitit.helpers.Checkpointable):
         # -SIGTERM: the signal came before the trainer had set up its handler (nothing to save)
         if code in (EXIT_REQUEUE, -signal.SIGTERM):
             self._after_trainer_stopped(job_id, rank, restarts)
-        raise LaunchError(
-            f"{trial.path}: rank {rank} of the trainer exited {code} in slurm job {job_id}"
+        # the trainer's own exit status is the job's (sacct's ExitCode): the watcher tells bad
+        # input (2) from a crash (1); srun passes on the highest status of the ranks
+        logger.error(
+            "%s: rank %d of the trainer exited %s in slurm job %s", trial.path, rank, code, job_id
         )
+        sys.exit(code if 0 < code < 256 else EXIT_FAILED)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on rank 0 at USR2: checkpoint the trainer, then requeue the job.
@@ -240,9 +270,16 @@ class TrialTask(submitit.helpers.Checkpointable):
                 sys.exit(EXIT_REQUEUE)  # SLURM is ending or requeueing the job
             time.sleep(1.0)
         if restarts >= self.max_requeues:
-            raise LaunchError(self._limit_message(job_id, restarts + 1))
+            self._stop_at_limit(TrialDir(self.trial_dir), job_id, restarts + 1)
         logger.warning("trainer stopped on a signal; requeueing slurm job %s", job_id)
         _run(["scontrol", "requeue", job_id])
+        sys.exit(EXIT_REQUEUE)
+
+    def _stop_at_limit(self, trial: TrialDir, job_id: str, restarts: int) -> None:
+        """Past slurm.max_requeues: end the job with exit 75 (checkpointed; the driver decides)."""
+        message = self._limit_message(job_id, restarts)
+        trial.update_status(message=message)
+        logger.error("%s", message)
         sys.exit(EXIT_REQUEUE)
 
     def _limit_message(self, job_id: str, restarts: int) -> str:
@@ -264,19 +301,22 @@ def _trainer_preexec() -> None:
 
 
 class SlurmJob(TrialJob):
-    """A trial's SLURM job, watched through sacct (squeue when sacct does not know it yet)."""
+    """A trial's SLURM job, watched through squeue and sacct; its end mapped to an exit status."""
 
     def __init__(self, job: submitit.Job[Any]) -> None:
         self.job = job
         self.job_id = str(job.job_id)
         self._state = "PENDING"
+        self._exit: int | None = None
         self._checked_at = float("-inf")
+        self._unknown_since: float | None = None
+        self._preempted_since: float | None = None
 
     def state(self) -> str:
         """The job's SLURM state (PENDING, RUNNING, COMPLETED, ...), refreshed every few seconds."""
         if time.monotonic() - self._checked_at >= STATE_REFRESH_S:
             self._checked_at = time.monotonic()
-            self._state = slurm_state(self.job_id, watcher=self.job.watcher)
+            self._state, self._exit = slurm_outcome(self.job_id)
             result = self.job.task(0).paths.result_pickle
             if self._state == "UNKNOWN" and result.exists():
                 # neither sacct nor the controller knows the job (no accounting, or purged):
@@ -286,11 +326,30 @@ class SlurmJob(TrialJob):
         return self._state
 
     def poll(self) -> int | None:
-        """None while queued, running or requeued; 0 once COMPLETED, 1 for any other end."""
+        """None while queued, running or requeued, else how it ended, as an exit status.
+
+        0 completed; the trainer's own status for FAILED (2 bad input, 75 checkpointed, 1
+        crash); 75 for TIMEOUT, PREEMPTED (once it stays so) and NODE_FAIL; 130 cancelled;
+        69 lost: neither squeue nor sacct has known the job for ``LOST_AFTER_S``.
+        """
         state = self.state()
-        if state in ACTIVE_STATES or state == "UNKNOWN":
+        now = time.monotonic()
+        if state == "UNKNOWN":
+            self._unknown_since = self._unknown_since or now
+            if now - self._unknown_since < LOST_AFTER_S:
+                return None
+            logger.warning("slurm job %s: unknown to squeue and sacct; lost", self.job_id)
+            return EXIT_LOST
+        self._unknown_since = None
+        if state in ACTIVE_STATES:
             return None
-        return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+        if state == "PREEMPTED":  # on its way back to the queue, unless PreemptMode=CANCEL
+            self._preempted_since = self._preempted_since or now
+            if now - self._preempted_since < PREEMPTED_GRACE_S:
+                return None
+        if state == "FAILED" and self._exit:
+            return self._exit
+        return END_STATES.get(state, EXIT_FAILED)
 
     def cancel(self) -> None:
         """``scancel``: SLURM sends SIGTERM (the trainer checkpoints), then SIGKILL."""
@@ -347,10 +406,12 @@ class SlurmLauncher(Launcher):
             script.write_text(slurm_executor._make_submission_file_text("true", "check"))
             _sbatch(["--test-only", str(script)], what="trial jobs")
 
-    def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
-        """Submit the trial's job and save its id in ``status.json``."""
+    def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
+        """Submit launch ``launch`` of the trial as a job whose comment names it."""
         _require_sbatch()
-        executor = _trial_executor(trial.path / SLURM_DIR / "%j", spec, comment=trial.path.name)
+        executor = _trial_executor(
+            trial.path / SLURM_DIR / "%j", spec, comment=job_comment(trial, launch)
+        )
         task = TrialTask(
             trial_dir=str(trial.path.resolve()),
             max_requeues=spec.slurm.max_requeues,
@@ -367,25 +428,93 @@ class SlurmLauncher(Launcher):
         return SlurmJob(job)
 
     def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
-        """The trial's job when it is still queued, running or requeued (or has just finished).
+        """The trial's current job, whatever its state (the watcher reads how it ended).
 
-        A job that completed while no driver watched it is attached too when the trial says it
-        ended, so a restored sweep reads its last records instead of running it again.
+        A launch recorded without a job id (the driver died around sbatch) is looked up in
+        squeue and sacct by its comment; found, it is watched, never submitted again.
         """
-        status = trial.read_status()
-        if not status.job_id or not status.job_id.isdigit():
+        record = read_launch(trial)
+        job_id = record.job_id
+        if record.launch == 0:  # a sweep from before launch records: status.json's job
+            job_id = trial.read_status().job_id
+            if not job_id or not job_id.isdigit() or slurm_state(job_id) not in ACTIVE_STATES:
+                return None
+        elif job_id is None:
+            job_id = find_job(spec.job_name, job_comment(trial, record.launch), record.intent_at)
+            if job_id is None:
+                return None  # sbatch never ran: the next launch starts it
+            update_launch(trial, job_id=job_id)
+            trial.update_status(job_id=job_id)
+            logger.info("found slurm job %s of %s by its comment", job_id, trial.path)
+        if not job_id.isdigit():
             return None
-        _require_sbatch()
-        state = slurm_state(status.job_id)
-        finished = state == "COMPLETED" and status.state in FINAL_STATES
-        if state not in ACTIVE_STATES and not finished:
-            return None
-        tasks = range(spec.world_size)
         job: submitit.SlurmJob[Any] = submitit.SlurmJob(
-            folder=trial.path / SLURM_DIR / "%j", job_id=status.job_id, tasks=tasks
+            folder=trial.path / SLURM_DIR / "%j", job_id=job_id, tasks=range(spec.world_size)
         )
-        logger.info("re-attached to slurm job %s (%s) of %s", status.job_id, state, trial.path)
+        logger.info("watching slurm job %s of %s again", job_id, trial.path)
         return SlurmJob(job)
+
+    def reconcile(
+        self, spec: LaunchSpec, trials: Sequence[TrialDir], ended: Sequence[TrialDir]
+    ) -> None:
+        """Cancel the sweep's queued or running jobs that must not run (one squeue call).
+
+        Those of a trial that has ended, and those of an older launch than the trial's
+        current one (a duplicate).
+        """
+        if not trials:
+            return
+        _require_sbatch()
+        key = sweep_key(trials[0])
+        by_name = {t.path.name: t for t in trials}
+        ended_names = {t.path.name for t in ended}
+        out = _run(["squeue", "-h", f"--name={spec.job_name}", "-o", "%i|%k|%T"], check=False)
+        for line in out.splitlines():
+            job_id, comment, state = (line.split("|") + ["", ""])[:3]
+            name, launch, sweep = parse_comment(comment)
+            if sweep != key or name not in by_name or state.strip() not in ACTIVE_STATES:
+                continue
+            trial = by_name[name]
+            current = read_launch(trial).launch
+            if name in ended_names or launch != current:
+                why = "it has ended" if name in ended_names else f"launch {current} is current"
+                logger.warning("cancelling slurm job %s of %s: %s", job_id, name, why)
+                if launch == current:
+                    update_launch(trial, cancelled_job=job_id.strip())
+                _run(["scancel", job_id.strip()], check=False)
+
+
+def sweep_key(trial: TrialDir) -> str:
+    """Eight hex digits naming the trial's sweep directory (two sweeps may share a name)."""
+    return hashlib.sha1(str(trial.path.resolve().parent.parent).encode()).hexdigest()[:8]
+
+
+def job_comment(trial: TrialDir, launch: int) -> str:
+    """The comment of a trial's job: ``<trial id>/<launch>/<sweep key>`` (``squeue -o %k``)."""
+    return f"{trial.path.name}/{launch}/{sweep_key(trial)}"
+
+
+def parse_comment(comment: str) -> tuple[str, int, str]:
+    """``(trial id, launch, sweep key)`` of a job comment; launch -1 when it is not one."""
+    parts = comment.strip().split("/")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return comment.strip(), -1, ""
+    return parts[0], int(parts[1]), parts[2]
+
+
+def find_job(job_name: str, comment: str, since: float) -> str | None:
+    """The id of the job named ``job_name`` with ``comment``, from squeue, else sacct."""
+    queued = _run(["squeue", "-h", f"--name={job_name}", "-o", "%i|%k"], check=False)
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 300))
+    accounted = _run(
+        ["sacct", "-n", "-X", "-P", f"--name={job_name}", "-S", start, "-o", "JobID,Comment"],
+        check=False,
+    )
+    for line in [*queued.splitlines(), *accounted.splitlines()]:
+        job_id, _, found = line.partition("|")
+        if found.strip() == comment and job_id.strip().isdigit():
+            return job_id.strip()
+    return None
 
 
 def render_driver_script(
@@ -492,6 +621,26 @@ def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit
         **{key: value for key, value in optional.items() if value is not None},
     )
     return executor
+
+
+def slurm_outcome(job_id: str) -> tuple[str, int | None]:
+    """The job's state word and exit status: the controller's view first, then accounting.
+
+    Returns:
+        (state, exit status or None); ("UNKNOWN", None) when neither knows the job.
+
+    """
+    queued = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False).strip().upper()
+    if queued.split("\n")[0] in ACTIVE_STATES:
+        return queued.split("\n")[0], None
+    out = _run(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id], check=False)
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines:
+        return (queued.split("\n")[0] or "UNKNOWN"), None
+    state, _, code = lines[-1].partition("|")
+    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
+    exit_status = code.split(":")[0].strip()
+    return state or "UNKNOWN", int(exit_status) if exit_status.isdigit() else None
 
 
 def slurm_state(job_id: str, *, watcher: Any = None) -> str:

@@ -43,11 +43,22 @@ EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
 
-# halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler or driver did
+# halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler did;
+# cancelled: someone outside the sweep cancelled its job (scancel); never run again
 TrialState = Literal[
-    "pending", "running", "finished", "diverged", "halted", "preempted", "failed", "stopped"
+    "pending",
+    "running",
+    "finished",
+    "diverged",
+    "halted",
+    "preempted",
+    "failed",
+    "stopped",
+    "cancelled",
 ]
-FINAL_STATES: frozenset[str] = frozenset({"finished", "diverged", "halted", "failed", "stopped"})
+FINAL_STATES: frozenset[str] = frozenset(
+    {"finished", "diverged", "halted", "failed", "stopped", "cancelled"}
+)
 
 
 def parse_metrics_line(line: str) -> dict[str, Any] | None:

@@ -1,15 +1,32 @@
 """Sweeps on Ray Tune: OptunaSearch proposes, ASHA stops early, a light watcher runs each trial.
 
 This is the only module that imports Ray and Optuna. Each Tune trial is a :class:`TrialWatcher`:
-it writes the trial's ``config.json``, starts (or re-attaches to) the trial's ranks through a
-launcher, and streams ``metrics.jsonl`` into Tune. Progress is the trial's own ``step``, which
-survives restores (Tune's ``training_iteration`` does not).
+it starts (or re-attaches to) the trial's ranks through a launcher, and streams
+``metrics.jsonl`` into Tune. Progress is the trial's own ``step``.
+
+Exactly once, whatever moment a driver dies. The sweep directory is the whole state of the
+sweep; Ray's experiment is one driver's working copy and is never restored:
+
+- :class:`SweepSearcher` creates each trial directory (``trials/trial_NNNN``, atomically by
+  rename, with ``config.json``) *before* Tune runs the trial, after asking the Optuna study
+  (stored in ``optuna.journal``) for its parameters. ``tune.num_samples`` counts directories.
+- A driver (``sweep run`` or ``sweep resume``) starts a fresh Tuner: the searcher first hands
+  Tune every trial directory that has not ended (adopting it, with its exact config), then new
+  ones until there are ``num_samples``. A trial that ended while no driver watched it is told to
+  the study with its last reported value; ASHA's rungs are refilled from every
+  ``metrics.jsonl``.
+- A trial has ended when ``status.json`` says so or the scheduler stopped it (``stop.json``,
+  written before its job is cancelled). Launchers record each launch before it starts
+  (``launch.json``) and look a job up before starting another (see :mod:`gan_hpc.launch`).
+- Each driver writes a fresh token to ``driver_epoch.json``; a watcher left over from a killed
+  driver sees it change and never starts or cancels anything again.
 
 Sweep directory::
 
     <sweep_dir>/spec.yaml            the resolved spec (what resume reads)
+    <sweep_dir>/optuna.journal       the Optuna study (JournalStorage): every trial, its value
     <sweep_dir>/trials/<trial_id>/   trial directories (see gan_hpc.trial_dir)
-    <sweep_dir>/ray/                 Ray Tune's experiment state (searcher, scheduler, trials)
+    <sweep_dir>/ray/<name>-<time>/   one Ray Tune experiment per driver run
     <sweep_dir>/leaderboard.csv      the ranking, rewritten as trials end
 """
 
@@ -18,7 +35,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +45,29 @@ from typing import Any
 
 import optuna
 import ray
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from gan_hpc import convergence as names
 from gan_hpc._logging import get_logger
 from gan_hpc.config import is_quality_metric
 from gan_hpc.errors import GanHpcError, LaunchError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
-from gan_hpc.launch import TrialJob, get_launcher, launch_spec_for
+from gan_hpc.launch import (
+    EXIT_CANCELLED,
+    EXIT_LOST,
+    Launcher,
+    TrialJob,
+    get_launcher,
+    launch_spec_for,
+    read_launch,
+    update_launch,
+)
 from gan_hpc.locks import DriverLock
 from gan_hpc.rank import (
     BASELINES_FILE,
@@ -57,13 +87,30 @@ from gan_hpc.sweep_spec import (
     search_order,
     trial_config_for,
 )
-from gan_hpc.trial_dir import EXIT_BAD_INPUT, FINAL_STATES, RESULT_FILE, TrialDir
+from gan_hpc.trial_dir import (
+    CONFIG_FILE,
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    FINAL_STATES,
+    RESULT_FILE,
+    TrialDir,
+)
 
 logger = get_logger(__name__)
 
 POINTER_FILE = "progress.json"
 DRIVER_LOCK_FILE = "driver.lock"
+DRIVER_EPOCH_FILE = "driver_epoch.json"  # the current driver's token (fences older watchers)
+STUDY_FILE = "optuna.journal"  # the Optuna study: JournalStorage, no server, any shared FS
+NEW_TRIALS_DIR = ".new-trials"  # trial directories are built here, then renamed into trials/
+PARAMS_FILE = "params.json"
+SEARCH_FILE = "search.json"  # <trial>/search.json: the Optuna trial number behind the trial
+STOP_FILE = "stop.json"  # <trial>/stop.json: the scheduler stopped it early (driver-owned)
+TRIAL_KEY = "gan_hpc_trial"  # a Tune trial's config: the trial directory's name
 POLL_INTERVAL_S = 0.5
+EPOCH_CHECK_S = 2.0  # how often a watcher checks that its driver is still the current one
+JOURNAL_LOCK_GRACE_S = 5  # a killed driver's journal lock is broken after this (one driver runs)
 # The watcher only tails files; under the slurm launcher it must not hold a CPU the
 # training jobs could use, so a login node can watch many trials.
 WATCHER_CPUS = {"local": None, "slurm": 0.01}
@@ -74,10 +121,62 @@ class SweepContext:
     """What every watcher needs; small and picklable (it crosses into Ray actors)."""
 
     sweep_dir: str
+    driver_token: str = ""
 
     def spec(self) -> SweepSpec:
         """The sweep's resolved spec."""
         return read_spec(Path(self.sweep_dir))
+
+    def is_current(self) -> bool:
+        """True while this context's driver is the sweep's current one."""
+        try:
+            token = read_json(Path(self.sweep_dir) / DRIVER_EPOCH_FILE).get("token")
+        except (GanHpcError, FileNotFoundError):
+            return True
+        return token == self.driver_token
+
+
+class Superseded(SweepError):
+    """A newer driver runs this sweep: a leftover watcher must not touch the trial's job."""
+
+
+# ------------------------------------------------------------------- the sweep's trial ledger
+
+
+def trial_dirs(sweep_dir: Path) -> list[TrialDir]:
+    """The sweep's trial directories, sorted by name (each counts against num_samples)."""
+    root = sweep_dir / TRIALS_DIR
+    if not root.is_dir():
+        return []
+    return [TrialDir(p) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
+def has_ended(trial: TrialDir) -> bool:
+    """True when the trial will never run again: a final state, or stopped by the scheduler."""
+    return (trial.path / STOP_FILE).exists() or trial.read_status().state in FINAL_STATES
+
+
+def read_params(trial: TrialDir) -> dict[str, Any]:
+    """The searched parameters of a trial (``params.json``)."""
+    try:
+        params = read_json(trial.path / PARAMS_FILE)
+    except (GanHpcError, FileNotFoundError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def final_values(trial: TrialDir, metrics: Sequence[str]) -> list[float] | None:
+    """The last reported value of each metric (what Tune saw last), or None."""
+    for record in reversed(trial.read_metrics()):
+        values = [record.get(m) for m in metrics]
+        if all(isinstance(v, (int, float)) for v in values):
+            return [float(v) for v in values]
+    return None
+
+
+def record_stop(trial: TrialDir, step: int, reason: str) -> None:
+    """Record the scheduler's decision to stop ``trial`` (before its job is cancelled)."""
+    atomic_write_json(trial.path / STOP_FILE, {"step": step, "reason": reason, "at": time.time()})
 
 
 class OptunaSpace:
@@ -111,70 +210,379 @@ def _suggest(trial: optuna.Trial, key: str, distribution: Distribution) -> Any:
     raise SweepError(f"search.{key}: unsupported distribution {type(distribution).__name__}")
 
 
+def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's Optuna sampler, seeded with ``spec.seed + seed_offset``."""
+    settings = spec.tune
+    seed = spec.seed + seed_offset
+    if settings.search_alg == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.multi_objective_metrics:
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, settings.num_samples // 4))
+
+
+def open_study(spec: SweepSpec, sweep_dir: Path) -> optuna.Study:
+    """The sweep's Optuna study, stored in ``<sweep_dir>/optuna.journal`` (created if absent).
+
+    Plain Optuna opens it too::
+
+        storage = JournalStorage(JournalFileBackend("<sweep_dir>/optuna.journal"))
+        optuna.load_study(study_name="<sweep name>", storage=storage).trials
+    """
+    path = str(sweep_dir / STUDY_FILE)
+    lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_LOCK_GRACE_S)
+    storage = JournalStorage(JournalFileBackend(path, lock_obj=lock))
+    modes = spec.tune.multi_objective_modes or (spec.tune.mode,)
+    return optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        sampler=make_sampler(spec),
+        directions=["minimize" if m == "min" else "maximize" for m in modes],
+        load_if_exists=True,
+    )
+
+
+def search_metrics(spec: SweepSpec) -> tuple[str, ...]:
+    """The metric(s) the study optimises."""
+    return spec.tune.multi_objective_metrics or (spec.tune.metric,)
+
+
+class SweepSearcher(Searcher):
+    """Tune's searcher: adopts the sweep's unfinished trial directories, then asks Optuna.
+
+    The count of trial directories is the budget (``tune.num_samples``); the study lives in the
+    sweep directory, so a restarted driver sees every trial with its value. Only the sweep
+    directory's path and the spec cross the pickle: the state is re-read from disk.
+    """
+
+    def __init__(self, spec: SweepSpec, sweep_dir: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.sweep_dir = sweep_dir
+        self._study: optuna.Study | None = None
+        self._adopt: list[str] = []
+        self._trials: dict[str, str] = {}  # Tune trial id -> trial directory name
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings cross the pickle; the study is re-opened from disk."""
+        return {"spec": self.spec, "sweep_dir": self.sweep_dir, "metric": None, "mode": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the settings."""
+        self.__init__(state["spec"], state["sweep_dir"])  # type: ignore[misc]
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """The spec fixes metric and mode; Tune's are not used."""
+        return True
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the state is the sweep directory (a marker for Tune)."""
+        atomic_write_json(Path(checkpoint_path), {"sweep_dir": self.sweep_dir})
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: :meth:`reconcile` re-reads the sweep directory."""
+
+    @property
+    def root(self) -> Path:
+        """The sweep directory."""
+        return Path(self.sweep_dir)
+
+    def study(self) -> optuna.Study:
+        """The study, opened (and reconciled with the trial directories) on first use."""
+        if self._study is None:
+            self.reconcile()
+        assert self._study is not None
+        return self._study
+
+    def reconcile(self) -> list[TrialDir]:
+        """Match the study with the trial directories; queue unfinished trials for adoption.
+
+        - a trial that ended while no driver watched it is told with its last value;
+        - an Optuna trial asked for but never given a directory (the driver died in between)
+          is failed, and an initial point it carried is queued again;
+        - every trial directory that has not ended is adopted, before any new trial.
+
+        Returns:
+            the trial directories that have ended.
+
+        """
+        study = open_study(self.spec, self.root)
+        if study.trials:  # a restarted driver: draw new points from a stream of their own
+            study.sampler = make_sampler(self.spec, seed_offset=len(study.trials))
+        if not study.user_attrs.get("initial_points_queued"):
+            for point in self.spec.tune.initial_points:
+                study.enqueue_trial(dict(point))
+            study.set_user_attr("initial_points_queued", True)
+        self._study = study
+        shutil.rmtree(self.root / NEW_TRIALS_DIR, ignore_errors=True)
+        claimed: set[int] = set()
+        ended: list[TrialDir] = []
+        self._adopt = []
+        for trial in trial_dirs(self.root):
+            number = self._number(trial)
+            if number is not None:
+                claimed.add(number)
+            if has_ended(trial):
+                ended.append(trial)
+                self._tell(trial)
+            else:
+                self._adopt.append(trial.path.name)
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number in claimed:
+                continue
+            study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+            fixed = frozen.system_attrs.get("fixed_params")
+            if isinstance(fixed, dict):
+                study.enqueue_trial(fixed)
+        if self._adopt:
+            logger.info("adopting %d unfinished trial(s): %s", len(self._adopt), self._adopt)
+        return ended
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """An unfinished trial directory first, else a new one; FINISHED at the budget."""
+        self.study()
+        if self._adopt:
+            name = self._adopt.pop(0)
+        elif len(trial_dirs(self.root)) >= self.spec.tune.num_samples:
+            return Searcher.FINISHED  # type: ignore[return-value]
+        else:
+            name = self._new_trial()
+        self._trials[trial_id] = name
+        params = read_params(TrialDir(self.root / TRIALS_DIR / name))
+        return {TRIAL_KEY: name, **params}
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        """Tell the study the trial's value once its directory says it has ended."""
+        name = self._trials.get(trial_id)
+        if name is None:
+            return
+        trial = TrialDir(self.root / TRIALS_DIR / name)
+        if has_ended(trial):
+            self._tell(trial)
+        # else the watcher died without ending the trial: the next driver adopts it
+
+    def _new_trial(self) -> str:
+        """Ask the study for a point and create its trial directory (atomically)."""
+        study = self.study()
+        asked = study.ask()
+        try:
+            OptunaSpace(self.spec)(asked)
+        except Exception:
+            study.tell(asked, state=TrialState.FAIL)
+            raise
+        params = dict(asked.params)
+        index = len(trial_dirs(self.root))
+        while (self.root / TRIALS_DIR / f"trial_{index:04d}").exists():
+            index += 1
+        name = f"trial_{index:04d}"
+        staging = TrialDir(self.root / NEW_TRIALS_DIR / name)
+        shutil.rmtree(staging.path, ignore_errors=True)
+        staging.path.mkdir(parents=True)
+        atomic_write_json(staging.path / PARAMS_FILE, params)
+        atomic_write_json(staging.path / SEARCH_FILE, {"optuna_trial": asked.number})
+        try:
+            staging.write_config(trial_config_for(self.spec, params))
+        except GanHpcError as exc:  # an impossible combination: the trial fails, and counts
+            staging.update_status(state="failed", message=str(exc)[-500:])
+        (self.root / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+        os.rename(staging.path, self.root / TRIALS_DIR / name)
+        asked.set_user_attr("trial_id", name)
+        if not (self.root / TRIALS_DIR / name / CONFIG_FILE).exists():
+            self._tell(TrialDir(self.root / TRIALS_DIR / name))
+        return name
+
+    @staticmethod
+    def _number(trial: TrialDir) -> int | None:
+        try:
+            number = read_json(trial.path / SEARCH_FILE).get("optuna_trial")
+        except (GanHpcError, FileNotFoundError):
+            return None
+        return int(number) if isinstance(number, int) else None
+
+    def _tell(self, trial: TrialDir) -> None:
+        """Tell the study how an ended trial did: its last value (failed: FAIL)."""
+        number = self._number(trial)
+        if number is None or self._study is None:
+            return
+        values = final_values(trial, search_metrics(self.spec))
+        failed = trial.read_status().state == "failed"
+        if values is None or failed:
+            self._study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            self._study.tell(number, values, skip_if_finished=True)
+
+
+class _ByTrialDir:
+    """A trial as the schedulers key it: by its directory's name, the same for every driver."""
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial_id = str(trial.config.get(TRIAL_KEY, trial.trial_id))
+
+
+class SweepASHA(ASHAScheduler):
+    """ASHA on the trial's own step, keyed by trial directory, its rungs refilled from disk.
+
+    Before its first decision it replays every ``metrics.jsonl`` of the sweep into the rungs,
+    so decisions after a restart count the reports made before it. A stop is recorded in the
+    trial directory (``stop.json``) before Tune cancels the trial's job.
+    """
+
+    def __init__(self, *, sweep_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sweep_dir = sweep_dir
+        self._history_loaded = False
+
+    def load_history(self) -> int:
+        """Record every trial's past reports in the rungs (once); returns how many."""
+        if self._history_loaded:
+            return 0
+        self._history_loaded = True
+        bracket = self._brackets[0]
+        time_attr, metric, sign = str(self._time_attr), str(self._metric), self._metric_op or 1.0
+        count = 0
+        for trial in trial_dirs(Path(self.sweep_dir)):
+            key = _Key(trial.path.name)
+            seen: set[int] = set()
+            for record in trial.read_metrics():
+                step, value = record.get(time_attr), record.get(metric)
+                if not isinstance(step, int) or not isinstance(value, (int, float)):
+                    continue
+                if step in seen or step >= self._max_t:
+                    continue
+                seen.add(step)
+                bracket.on_result(key, step, sign * value)  # type: ignore[arg-type]
+                count += 1
+        return count
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """Load the history, then place the trial in a bracket."""
+        self.load_history()
+        super().on_trial_add(tune_controller, _ByTrialDir(trial))  # type: ignore[arg-type]
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        """ASHA's decision; a stop before the end is recorded in the trial directory.
+
+        A trial at ``max_t`` is not stopped: it ends by itself, after scoring its checkpoints.
+        """
+        self.load_history()
+        if result.get(str(self._time_attr), 0) >= self._max_t:
+            return str(TrialScheduler.CONTINUE)
+        action = super().on_trial_result(
+            tune_controller,
+            _ByTrialDir(trial),  # type: ignore[arg-type]
+            result,
+        )
+        step = int(result.get(str(self._time_attr), 0))
+        if action == TrialScheduler.STOP and step < self._max_t and not result.get("done"):
+            key = _ByTrialDir(trial).trial_id
+            record_stop(TrialDir(Path(self.sweep_dir) / TRIALS_DIR / key), step, "asha")
+        return str(action)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        """Record the trial's last report."""
+        key = _ByTrialDir(trial)
+        if key.trial_id in self._trial_info:
+            super().on_trial_complete(tune_controller, key, result)  # type: ignore[arg-type]
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        """Forget the trial's bracket."""
+        self._trial_info.pop(_ByTrialDir(trial).trial_id, None)
+
+
+class _Key:
+    """A trial id only: what ASHA's rungs need of a trial."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
 class TrialWatcher(tune.Trainable):
-    """One Tune trial: launches the trial's ranks and streams its metrics.jsonl into Tune."""
+    """One Tune trial: launches the trial's ranks and streams its metrics.jsonl into Tune.
+
+    How the job ended decides what happens (one retry budget per trial,
+    ``tune.max_retries_per_trial``, kept in ``launch.json`` across drivers; Ray retries nothing):
+
+    ======================  =========================================================
+    exit 0                  ended: finished, diverged or halted (``status.json``)
+    exit 2 (bad input)      failed, never retried
+    exit 75, TIMEOUT,       checkpointed or stopped from outside: run again from the
+    PREEMPTED, lost job     checkpoint (one retry)
+    exit 1 or other         crashed: run again from the checkpoint (one retry)
+    cancelled by a user     ended as ``cancelled``, never resubmitted
+    ======================  =========================================================
+    """
 
     def setup(self, config: dict[str, Any], context: SweepContext) -> None:  # type: ignore[override]
-        """Write config.json and prepare the launcher; the job starts on the first step."""
+        """Find the trial directory (the searcher made it); the job starts on the first step."""
+        self.context = context
         self.spec = context.spec()
+        name = str(config.get(TRIAL_KEY, self.trial_id))
         self.params = {k: v for k, v in config.items() if k in self.spec.search}
-        self.trial = TrialDir(Path(context.sweep_dir) / TRIALS_DIR / self.trial_id)
+        self.trial = TrialDir(Path(context.sweep_dir) / TRIALS_DIR / name)
         self.trial.path.mkdir(parents=True, exist_ok=True)
+        status = self.trial.read_status()
+        if status.state == "failed" and not self.trial.config_path.exists():
+            raise LaunchError(f"trial {name} cannot start: {status.message}")
         self.trial.write_config(trial_config_for(self.spec, self.params))
-        atomic_write_json(self.trial.path / "params.json", self.params)
-        self.launcher = get_launcher(self.spec.launcher)
+        if not (self.trial.path / PARAMS_FILE).exists():
+            atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
+        self.launcher: Launcher = get_launcher(self.spec.launcher)
         self.launch_spec = launch_spec_for(self.spec)
         self.job: TrialJob | None = None
         self.reported_step = 0
         self.last_result: dict[str, Any] = {}
         self.offset = 0
-        self.restarts = 0
+        self._epoch_checked_at = time.monotonic()
 
     def step(self) -> dict[str, Any]:
         """Block until the trial reports a new evaluation (or ends); return it to Tune."""
         if self.job is None:
-            self.job = self.launcher.attach(self.trial, self.launch_spec) or self.launcher.start(
-                self.trial, self.launch_spec
-            )
+            self._check_current()
+            self.job = self.launcher.attach(self.trial, self.launch_spec)
+            if self.job is None:
+                self.job = self.launcher.start(self.trial, self.launch_spec)
         while True:
             record = self._next_record()
             if record is not None:
                 return record
             code = self.job.poll()
             if code is None:
+                if time.monotonic() - self._epoch_checked_at > EPOCH_CHECK_S:
+                    self._epoch_checked_at = time.monotonic()
+                    self._check_current()
                 time.sleep(POLL_INTERVAL_S)
                 continue
             record = self._next_record()  # the last lines may land just before exit
             if record is not None:
                 return record
-            if code == 0:
-                status = self.trial.read_status()
+            ended = self._ended_as(code)
+            if ended is not None:
                 # the end-of-trial (test split) scores stay out of Tune: the search must
                 # learn from evaluations only, never from the test data
-                return {**self.last_result, "trial_state": status.state, "done": True}
-            self._restart_or_fail(code)
+                return {**self.last_result, "trial_state": ended, "done": True}
+            self._check_current()
+            self.job = self.launcher.start(self.trial, self.launch_spec)
 
-    def _restart_or_fail(self, code: int) -> None:
-        """Retry a dead trial from its checkpoint, up to the spec's limit."""
+    def _check_current(self) -> None:
+        """Raise :class:`Superseded` when a newer driver runs the sweep."""
+        if not self.context.is_current():
+            self.job = None  # the new driver owns the job: never cancel it from here
+            raise Superseded(f"trial {self.trial.path.name}: a newer driver runs this sweep")
+
+    def _ended_as(self, code: int) -> str | None:
+        """The trial's final state after its job ended with ``code``; None: run it again."""
         assert self.job is not None
-        summary = self.job.failure_summary()
-        # bad input (exit 2) fails the same way every time: retrying only wastes the slot
-        if code == EXIT_BAD_INPUT or self.restarts >= self.spec.tune.max_retries_per_trial:
-            self.trial.update_status(state="failed", message=summary[-500:])
-            raise LaunchError(f"trial {self.trial_id} failed (exit {code}): {summary}")
-        self.restarts += 1
-        status = self.trial.read_status()
-        self.trial.update_status(
-            restart_count=status.restart_count + 1, message=f"restarted after exit {code}"
-        )
-        logger.warning(
-            "trial %s exited %s; retrying from its checkpoint (%d/%d)",
-            self.trial_id,
+        return after_job_end(
+            self.trial,
             code,
-            self.restarts,
-            self.spec.tune.max_retries_per_trial,
+            job_id=self.job.job_id,
+            summary=self.job.failure_summary,
+            max_retries=self.spec.tune.max_retries_per_trial,
         )
-        self.job = self.launcher.start(self.trial, self.launch_spec)
 
     def _next_record(self) -> dict[str, Any] | None:
         """The next unreported metrics record, read from where the last read stopped."""
@@ -201,20 +609,83 @@ class TrialWatcher(tune.Trainable):
         return {names.STEP: self.reported_step}
 
     def load_checkpoint(self, checkpoint: Any) -> None:
-        """After a restore, skip the records Tune has already seen."""
-        if isinstance(checkpoint, dict):
-            self.reported_step = int(checkpoint.get(names.STEP, 0))
-        elif checkpoint:
-            self.reported_step = int(read_json(Path(checkpoint) / POINTER_FILE)[names.STEP])
+        """Tune never restores a watcher (each driver runs a fresh experiment): nothing to do."""
 
     def cleanup(self) -> None:
-        """Stop the trial's job when Tune stops the trial (ASHA) or the sweep shuts down."""
-        if self.job is not None and self.job.poll() is None:
+        """Stop the trial's job when Tune stops the trial (ASHA) or the sweep shuts down.
+
+        The cancel is recorded first, so a later driver tells it from a user's scancel. A
+        trial the scheduler did not stop keeps its state: the next driver adopts it.
+        """
+        if self.job is None or not self.context.is_current():
+            return
+        if self.job.poll() is None:
+            update_launch(self.trial, cancelled_job=self.job.job_id)
             self.job.cancel()
-            if self.trial.read_status().state not in FINAL_STATES:
-                self.trial.update_status(
-                    state="stopped", message="stopped by the scheduler or the driver"
-                )
+        if (self.trial.path / STOP_FILE).exists() and not has_ended_state(self.trial):
+            self.trial.update_status(state="stopped", message="stopped early by the scheduler")
+
+
+def after_job_end(
+    trial: TrialDir,
+    code: int,
+    *,
+    job_id: str,
+    summary: Callable[[], str],
+    max_retries: int,
+) -> str | None:
+    """What a trial's job ending with ``code`` means: its final state, or None to run it again.
+
+    Idempotent for one job (a driver killed while deciding decides the same way again); every
+    run-again but one after a driver's own cancel spends the trial's one retry budget.
+
+    Raises:
+        LaunchError: the trial failed (bad input, or no retry left); status.json says so.
+
+    """
+    record = read_launch(trial)
+    if code == EXIT_OK:
+        return trial.read_status().state
+    if (trial.path / STOP_FILE).exists():
+        trial.update_status(state="stopped", message="stopped early by the scheduler")
+        return "stopped"
+    if code == EXIT_CANCELLED and record.cancelled_job != job_id:
+        message = f"job {job_id} was cancelled from outside the sweep (scancel); not run again"
+        trial.update_status(state="cancelled", message=message)
+        logger.warning("trial %s: %s", trial.path.name, message)
+        return "cancelled"
+    if code == EXIT_CANCELLED:  # a driver cancelled it as it shut down: carry on
+        return None
+    # bad input (exit 2) fails the same way every time: retrying only wastes the slot
+    if code == EXIT_BAD_INPUT:
+        _fail(trial, code, summary())
+    if record.retried_job == job_id:  # a killed driver already counted this end
+        return None
+    if record.retries >= max_retries:
+        _fail(trial, code, summary())
+    update_launch(trial, retries=record.retries + 1, retried_job=job_id)
+    why = {EXIT_REQUEUE: "stopped with a checkpoint", EXIT_LOST: "was lost by the scheduler"}
+    reason = f"job {job_id} {why.get(code, f'exited {code}')}"
+    status = trial.read_status()
+    trial.update_status(restart_count=status.restart_count + 1, message=f"restarted: {reason}")
+    logger.warning(
+        "trial %s: %s; running it again from its checkpoint (retry %d/%d)",
+        trial.path.name,
+        reason,
+        record.retries + 1,
+        max_retries,
+    )
+    return None
+
+
+def _fail(trial: TrialDir, code: int, summary: str) -> None:
+    trial.update_status(state="failed", message=summary[-500:])
+    raise LaunchError(f"trial {trial.path.name} failed (exit {code}): {summary}")
+
+
+def has_ended_state(trial: TrialDir) -> bool:
+    """True when ``status.json`` holds a final state."""
+    return trial.read_status().state in FINAL_STATES
 
 
 def _parse(line: str) -> dict[str, Any] | None:
@@ -241,20 +712,20 @@ class SweepProgress(tune.Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         """Log the trial's step and metric, with the sweep's counts."""
-        self.steps[trial.trial_id] = int(result.get(names.STEP, 0))
+        self.steps[_name(trial)] = int(result.get(names.STEP, 0))
         metric = self.spec.tune.metric
         if metric in result:
-            self.values[trial.trial_id] = float(result[metric])
-        self.emit(self._line(trials, f"{trial.trial_id} step {self.steps[trial.trial_id]}"))
+            self.values[_name(trial)] = float(result[metric])
+        self.emit(self._line(trials, f"{_name(trial)} step {self.steps[_name(trial)]}"))
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record whether the trial finished or was stopped early."""
-        finished = self.steps.get(trial.trial_id, 0) >= self.spec.base.train.num_steps
-        self.ended[trial.trial_id] = "finished" if finished else "stopped early"
-        event = f"{trial.trial_id} {self.ended[trial.trial_id]}"
-        final_score = self._final_score(trial.trial_id)
+        finished = self.steps.get(_name(trial), 0) >= self.spec.base.train.num_steps
+        self.ended[_name(trial)] = "finished" if finished else "stopped early"
+        event = f"{_name(trial)} {self.ended[_name(trial)]}"
+        final_score = self._final_score(_name(trial))
         if final_score is not None:
             event += f" ({self.spec.ranking.score}={final_score:.4g} on the test split)"
         self.emit(self._line(trials, event))
@@ -275,14 +746,14 @@ class SweepProgress(tune.Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record a failed trial."""
-        self.ended[trial.trial_id] = "errored"
-        self.emit(self._line(trials, f"{trial.trial_id} errored (see its logs/)"))
+        self.ended[_name(trial)] = "errored"
+        self.emit(self._line(trials, f"{_name(trial)} errored (see its logs/)"))
 
     def _line(self, trials: list[Trial], event: str) -> str:
         counts = {"running": 0, "pending": 0}
         for trial in trials:
-            if trial.trial_id in self.ended:
-                state = self.ended[trial.trial_id]
+            if _name(trial) in self.ended:
+                state = self.ended[_name(trial)]
                 counts[state] = counts.get(state, 0) + 1
             elif trial.status == Trial.RUNNING:
                 counts["running"] += 1
@@ -297,11 +768,25 @@ class SweepProgress(tune.Callback):
         return f"{event} | {summary} of {self.spec.tune.num_samples}{best}"
 
 
+def _name(trial: Trial) -> str:
+    """A Tune trial's trial directory name (what the live view and the leaderboard show)."""
+    return str(trial.config.get(TRIAL_KEY, trial.trial_id))
+
+
 def build_tuner(
-    spec: SweepSpec, sweep_dir: Path, callbacks: Sequence[tune.Callback], *, restore: bool
+    spec: SweepSpec,
+    sweep_dir: Path,
+    callbacks: Sequence[tune.Callback],
+    *,
+    driver_token: str = "",
 ) -> tune.Tuner:
-    """A Tuner for ``spec`` (fresh, or restored from ``sweep_dir/ray``)."""
-    context = SweepContext(sweep_dir=str(sweep_dir))
+    """A fresh Tuner for this driver run of ``spec``: it adopts the unfinished trials first.
+
+    Tune is never restored from its own snapshot: the sweep directory holds the state (trial
+    directories, the Optuna study, metrics for ASHA), so nothing depends on when Tune last
+    saved. Each driver run gets its own experiment directory under ``<sweep_dir>/ray``.
+    """
+    context = SweepContext(sweep_dir=str(sweep_dir), driver_token=driver_token)
     resources: dict[str, float] = {
         "cpu": spec.resources.cpus_per_trial,
         "gpu": spec.resources.gpus_per_trial,
@@ -311,43 +796,14 @@ def build_tuner(
             "cpu": float(WATCHER_CPUS[spec.launcher] or 0.0)
         }  # the job holds the real resources
     trainable = tune.with_resources(tune.with_parameters(TrialWatcher, context=context), resources)
-    if restore:
-        return tune.Tuner.restore(
-            str(sweep_dir / RAY_DIR / spec.name),
-            trainable=trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-        )
     tune_settings = spec.tune
-    metric: Any = tune_settings.metric
-    mode: Any = tune_settings.mode
-    if tune_settings.multi_objective_metrics:
-        metric, mode = (
-            list(tune_settings.multi_objective_metrics),
-            list(tune_settings.multi_objective_modes),
-        )
-    sampler: optuna.samplers.BaseSampler
-    if tune_settings.search_alg == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
-    elif tune_settings.multi_objective_metrics:
-        sampler = optuna.samplers.NSGAIISampler(seed=spec.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(
-            seed=spec.seed, n_startup_trials=max(2, tune_settings.num_samples // 4)
-        )
     searcher = ConcurrencyLimiter(
-        OptunaSearch(
-            space=OptunaSpace(spec),
-            metric=metric,
-            mode=mode,
-            sampler=sampler,
-            points_to_evaluate=[dict(p) for p in tune_settings.initial_points] or None,
-        ),
-        max_concurrent=tune_settings.max_concurrent_trials,
+        SweepSearcher(spec, str(sweep_dir)), max_concurrent=tune_settings.max_concurrent_trials
     )
     scheduler: TrialScheduler
     if tune_settings.scheduler == "asha":
-        scheduler = ASHAScheduler(
+        scheduler = SweepASHA(
+            sweep_dir=str(sweep_dir),
             time_attr=names.STEP,
             metric=tune_settings.metric,
             mode=tune_settings.mode,
@@ -357,16 +813,17 @@ def build_tuner(
         )
     else:
         scheduler = FIFOScheduler()
+    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{driver_token[:6]}"
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=tune_settings.num_samples,
+            num_samples=-1,  # the searcher counts trial directories against num_samples
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
-            name=spec.name,
+            name=run_name,
             storage_path=str((sweep_dir / RAY_DIR).resolve()),
             callbacks=list(callbacks),
             verbose=0,
@@ -374,7 +831,8 @@ def build_tuner(
                 num_to_keep=2,
                 checkpoint_frequency=1 if tune_settings.checkpoint_every_report else 0,
             ),
-            failure_config=tune.FailureConfig(max_failures=tune_settings.max_retries_per_trial),
+            # one retry budget per trial: the watcher's (launch.json), never Ray's on top
+            failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
 
@@ -400,31 +858,51 @@ def run_sweep(
     emit: Callable[[str], None] = logger.info,
     num_cpus: int | None = None,
 ) -> Any:
-    """Run (or restore and finish) a sweep; returns the ranked leaderboard DataFrame."""
+    """Run a sweep, or finish one a previous driver left; returns the ranked leaderboard.
+
+    Args:
+        spec: the sweep's spec.
+        sweep_dir: its directory.
+        restore: continue the sweep in ``sweep_dir`` (its spec.yaml must exist).
+        emit: where the live view's lines go.
+        num_cpus: CPUs for the local Ray runtime (default: all).
+
+    """
     # a refused sbatch option fails here in one line, before any directory or Ray runtime
-    get_launcher(spec.launcher).check(launch_spec_for(spec))
+    launcher, launch_spec = get_launcher(spec.launcher), launch_spec_for(spec)
+    launcher.check(launch_spec)
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with DriverLock(sweep_dir / DRIVER_LOCK_FILE):
         if restore:
-            if not tune.Tuner.can_restore(str(sweep_dir / RAY_DIR / spec.name)):
-                raise SweepError(
-                    f"{sweep_dir}: no Ray Tune state to resume (the driver stopped before its "
-                    "first snapshot); delete the directory and start again with `gan-hpc sweep run`"
-                )
+            if not (sweep_dir / SPEC_FILE).exists():
+                raise SweepError(f"{sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")
         else:
             prepare_sweep_dir(spec, sweep_dir)
+        token = uuid.uuid4().hex
+        # from here on, watchers of an older driver (still exiting) start and cancel nothing
+        atomic_write_json(
+            sweep_dir / DRIVER_EPOCH_FILE, {"token": token, "pid": os.getpid(), "at": time.time()}
+        )
+        ended = SweepSearcher(spec, str(sweep_dir)).reconcile()
+        launcher.reconcile(launch_spec, trial_dirs(sweep_dir), ended)
         # imported here: every trial's watcher actor imports this module, and scoring's
         # scikit-learn and scipy would add a second to each actor's start
         from gan_hpc.scoring import write_baselines
 
         write_baselines(sweep_dir / BASELINES_FILE, spec.base, emit=emit)
+        if len(trial_dirs(sweep_dir)) >= spec.tune.num_samples and len(ended) == len(
+            trial_dirs(sweep_dir)
+        ):
+            emit(f"all {spec.tune.num_samples} trials have ended")
+            return update_leaderboard(spec, sweep_dir)
         _start_ray(num_cpus)
         try:
             callbacks = [SweepProgress(spec, emit, sweep_dir)]
-            build_tuner(spec, sweep_dir, callbacks, restore=restore).fit()
+            build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
         finally:
             ray.shutdown()
+        SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
         return update_leaderboard(spec, sweep_dir)
 
 
@@ -436,8 +914,12 @@ def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
 
 
 def has_tune_state(spec: SweepSpec, sweep_dir: Path) -> bool:
-    """True when ``sweep_dir`` holds Ray Tune state that :func:`run_sweep` can restore."""
-    return bool(tune.Tuner.can_restore(str(Path(sweep_dir).resolve() / RAY_DIR / spec.name)))
+    """True when ``sweep_dir`` holds a sweep that :func:`run_sweep` can continue.
+
+    The sweep directory itself is the state (spec, trials, study); a driver killed at any
+    moment, even before Ray's first snapshot, leaves a sweep that continues.
+    """
+    return (Path(sweep_dir) / SPEC_FILE).exists()
 
 
 def _start_ray(num_cpus: int | None) -> None:

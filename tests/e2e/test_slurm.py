@@ -8,6 +8,7 @@ when no cluster answers. The node has 2 CPUs here, so one 2-task trial job runs 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -23,10 +24,21 @@ import pytest
 import yaml
 
 from gan_hpc import convergence as names
-from gan_hpc.launch import LaunchSpec, get_launcher
-from gan_hpc.slurm_launch import SlurmJob, render_driver_script
+from gan_hpc import slurm_launch
+from gan_hpc.errors import LaunchError
+from gan_hpc.launch import (
+    EXIT_CANCELLED,
+    EXIT_LOST,
+    LaunchSpec,
+    get_launcher,
+    read_launch,
+    trainer_pids,
+    update_launch,
+)
+from gan_hpc.slurm_launch import SlurmJob, job_comment, render_driver_script, sweep_key
 from gan_hpc.sweep_spec import SlurmConfig
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, TrialDir
+from gan_hpc.tune import after_job_end
 from tests.helpers import small_frf_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,6 +253,7 @@ def test_sbatch_script_of_a_trial_job_is_recorded(slurm_conf: str, tmp_path: Pat
         job.cancel()
     normalized = script.replace(str(trial.path.resolve()), "<TRIAL_DIR>")
     normalized = normalized.replace(sys.executable, "<PYTHON>")
+    normalized = normalized.replace(sweep_key(trial), "<SWEEP_KEY>")
     _assert_golden(SBATCH_RECORD, normalized)
     assert _job_state(job.job_id) == "CANCELLED"
 
@@ -465,3 +478,106 @@ def test_trial_task_pickle_carries_only_the_trial_directory(tmp_path: Path) -> N
             "max_requeues": 2,
             "threads_per_rank": 1,
         }
+
+
+# ------------------------------------------------- end states and exactly-once job submission
+
+ONE_RANK = LaunchSpec(world_size=1, slurm=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.ends")
+
+
+def _new_trial(tmp_path: Path, name: str, **train: object) -> TrialDir:
+    trial = TrialDir(tmp_path / "sweep" / "trials" / name)
+    trial.path.mkdir(parents=True)
+    trial.write_config(small_frf_config(**train))
+    return trial
+
+
+def _ended(job: Any, timeout_s: float = 180) -> int:
+    _wait_for(lambda: job.poll() is not None, timeout_s, f"job {job.job_id} to end")
+    code = job.poll()
+    assert code is not None
+    return int(code)
+
+
+@needs_slurm
+def test_the_trainers_exit_status_reaches_the_watcher(slurm_conf: str, tmp_path: Path) -> None:
+    """0 ended, 2 bad input (never retried), 1 a crash (here: the trainer SIGKILLed)."""
+    launcher = get_launcher("slurm")
+    done = _new_trial(tmp_path, "trial_0000", num_steps=10)
+    bad = _new_trial(tmp_path, "trial_0001")
+    config = json.loads(bad.config_path.read_text())
+    config["data"]["synthetic"]["num_points"] = -5  # the trainer refuses it: exit 2
+    bad.config_path.write_text(json.dumps(config))
+    crash = _new_trial(tmp_path, "trial_0002", num_steps=2000, eval_every_steps=10)
+
+    jobs = {t.path.name: launcher.start(t, ONE_RANK) for t in (done, bad, crash)}
+    assert _ended(jobs["trial_0000"]) == EXIT_OK
+    assert _ended(jobs["trial_0001"]) == EXIT_BAD_INPUT
+    _wait_for(lambda: bool(crash.read_metrics()), 180, "the crash trial's first report")
+    for pid in trainer_pids([crash]):
+        os.kill(pid, signal.SIGKILL)
+    assert _ended(jobs["trial_0002"]) == EXIT_FAILED
+    assert _job_state(jobs["trial_0002"].job_id) == "FAILED"
+    with pytest.raises(LaunchError, match="exit 2"):
+        after_job_end(bad, EXIT_BAD_INPUT, job_id="x", summary=str, max_retries=3)
+    assert after_job_end(crash, EXIT_FAILED, job_id="y", summary=str, max_retries=1) is None
+
+
+@needs_slurm
+def test_a_users_scancel_ends_the_trial_as_cancelled(slurm_conf: str, tmp_path: Path) -> None:
+    trial = _new_trial(tmp_path, "trial_0000", num_steps=2000, eval_every_steps=10)
+    job = get_launcher("slurm").start(trial, ONE_RANK)
+    _wait_for(lambda: bool(trial.read_metrics()), 180, "the trial's first report")
+    subprocess.run(["scancel", job.job_id], check=True)  # a user, not the sweep
+    code = _ended(job)
+    assert code == EXIT_CANCELLED
+    assert after_job_end(trial, code, job_id=job.job_id, summary=str, max_retries=3) == "cancelled"
+    assert trial.read_status().state == "cancelled" and read_launch(trial).retries == 0
+
+
+@needs_slurm
+def test_a_job_forgotten_by_squeue_and_sacct_is_lost(
+    slurm_conf: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job id neither squeue nor sacct knows (a purged database) ends as lost, not polled on."""
+    trial = _new_trial(tmp_path, "trial_0000")
+    update_launch(trial, launch=1, job_id="987654")
+    job = get_launcher("slurm").attach(trial, ONE_RANK)
+    assert isinstance(job, SlurmJob)
+    monkeypatch.setattr(slurm_launch, "LOST_AFTER_S", 2.0)
+    monkeypatch.setattr(slurm_launch, "STATE_REFRESH_S", 0.0)
+    assert job.poll() is None  # unknown for a moment: it may be a new job sacct has not seen
+    time.sleep(2.5)
+    assert job.poll() == EXIT_LOST
+    assert after_job_end(trial, EXIT_LOST, job_id="987654", summary=str, max_retries=1) is None
+    assert read_launch(trial).retries == 1  # retried from its checkpoint, once
+
+
+@needs_slurm
+def test_a_job_submitted_before_its_id_was_saved_is_found_not_submitted_again(
+    slurm_conf: str, tmp_path: Path
+) -> None:
+    """The driver dies between sbatch and saving the job id: the next one finds the job."""
+    launcher = get_launcher("slurm")
+    trial = _new_trial(tmp_path, "trial_0000", num_steps=2000, eval_every_steps=10)
+    update_launch(trial, launch=1, job_id=None, intent_at=time.time())  # the intent
+    submitted = launcher._spawn(trial, ONE_RANK, 1)
+    update_launch(trial, job_id=None)  # ...and the driver died before saving the id
+    try:
+        found = launcher.attach(trial, ONE_RANK)
+        assert found is not None and found.job_id == submitted.job_id
+        assert read_launch(trial).job_id == submitted.job_id
+        # a stale launch of the same trial still queued is a duplicate: reconcile cancels it
+        update_launch(trial, launch=2, job_id="1")
+        launcher.reconcile(ONE_RANK, [trial], [])
+        _wait_for(lambda: _job_state(submitted.job_id) == "CANCELLED", 60, "the cancel")
+        assert (
+            job_comment(trial, 1)
+            in subprocess.run(
+                ["sacct", "-n", "-X", "-P", "-j", submitted.job_id, "-o", "Comment"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+    finally:
+        subprocess.run(["scancel", submitted.job_id])
