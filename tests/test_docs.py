@@ -94,6 +94,8 @@ RUN_AS_SHOWN = {("sweep", "validate"), ("data", "inspect"), ("sweep", "status"),
 RUN_AS_SHOWN |= {("sample",)}
 RUN_ONCE = {("sweep", "confirm"), ("sweep", "resume")}  # toy size through the quick-start sweep
 SPEC_ONLY = {("sweep", "run"), ("sweep", "submit")}
+# Options README.md names in prose that belong to other programs (sbatch).
+FOREIGN_OPTIONS = {"--requeue", "--signal"}
 
 
 @dataclass(frozen=True)
@@ -495,6 +497,21 @@ def test_docs_show_commands() -> None:
     assert any(c.startswith("make quickstart") for c in readme), readme
 
 
+def _all_options(parser: argparse.ArgumentParser) -> set[str]:
+    options = set(parser._option_string_actions)
+    for sub in _subparsers(parser).values():
+        options |= _all_options(sub)
+    return options
+
+
+def test_readme_names_only_options_that_exist() -> None:
+    """An option named in README prose (`--smoke`, `--launcher local`) is one the CLI has."""
+    known = _all_options(cli.build_parser()) | _all_options(train_arg_parser()) | FOREIGN_OPTIONS
+    text = (REPO / "README.md").read_text()
+    named = {m.group(1) for m in re.finditer(r"`(--[a-z][\w-]*)", text)}
+    assert named <= known, f"README.md names options no command has: {sorted(named - known)}"
+
+
 @pytest.mark.parametrize("file", SPEC_FILES)
 def test_spec_headers_put_commands_on_their_own_lines(file: str) -> None:
     """A command in a header's prose would not be extracted: it goes on an indented line."""
@@ -505,6 +522,8 @@ def test_spec_headers_put_commands_on_their_own_lines(file: str) -> None:
             )
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_quick_start_prints_the_paths_the_docs_use(workspace: Workspace) -> None:
     """`make quickstart` prints where the sweep is; the README's next commands use that path."""
     (command,) = [line for line in makefile_recipe("quickstart") if "gan-hpc" in line]
@@ -522,6 +541,9 @@ def test_quick_start_prints_the_paths_the_docs_use(workspace: Workspace) -> None
     assert shlex.split(status.text, comments=True)[3] == str(full), status
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.ddp
 @pytest.mark.parametrize("file", [*MARKDOWN_FILES, *SPEC_FILES])
 def test_every_command_works_as_shown(file: str, workspace: Workspace) -> None:
     """Each command of the file, in order (an export comes before the sample that uses it)."""
