@@ -11,7 +11,7 @@ parser (the subcommand and every flag it names exist), then checked by what it d
 - commands that train run at toy size (``train`` with a few steps, ``sweep confirm``,
   ``sweep resume``, ``torchrun``), once each, on the test's own data: the quick-start sweep,
   run with ``--smoke`` from the Makefile's recipe, and small tabular and image sweeps trained
-  here (``STAND_INS``);
+  here (``STAND_INS``, ``BUNDLE_STAND_INS``);
 - ``sweep run`` and ``sweep submit`` need the user's data, a site's partition or hours, so
   their spec is validated with the documented overrides and no more (the quick start is the
   sweep that really runs); validation never reads a data file, and the ``../shared`` paths
@@ -75,15 +75,17 @@ PLACEHOLDERS = {
     "key=value": "train.num_steps=400",  # train commands then get TOY_TRAIN
     "k=v": "train.num_steps=400",
 }
-# Documented sweep folders and bundles -> the test's own of the same data kind.
+# Documented sweep folders -> the test's sweep of the same data kind: "quickstart" (the
+# quick-start run, --smoke), "tabular" (a small Adult-like ARFF file, conditioned on its class
+# <=50K / >50K) or "image" (8x8 digits labelled 0-3). "trial" is a copy of a quick-start trial.
 STAND_INS = {
-    "runs/quickstart": "the quick-start sweep (--smoke), where the full run writes",
-    "runs/frf_cgan": "the quick-start sweep: the same simulator data",
-    "runs/adult_mlp": "a tabular sweep on a small Adult-like ARFF file (class <=50K / >50K)",
-    "runs/mnist_losses": "an image sweep on 8x8 digits labelled 0-3",
-    "exports/mnist": "its export",
-    "trial": "a copy of a quick-start trial directory",
+    "runs/quickstart": "quickstart",  # where the full run writes (checked)
+    "runs/frf_cgan": "quickstart",  # the same simulator data
+    "runs/adult_mlp": "tabular",
+    "runs/mnist_losses": "image",
 }
+# Documented bundle folders that no documented export writes -> an export of that kind's sweep.
+BUNDLE_STAND_INS = {"exports/mnist": "image"}
 # Train commands run at toy size: these pairs are added (the --smoke sizes).
 TOY_TRAIN = (
     "train.num_steps=20",
@@ -181,6 +183,7 @@ class Workspace:
     env: dict[str, str]
     quickstart_output: str = ""
     done_once: set[tuple[str, ...]] = field(default_factory=set)
+    bundles: set[str] = field(default_factory=set)  # the bundle paths `export` printed
     num_scratch: int = 0
 
     def scratch(self) -> str:
@@ -216,7 +219,7 @@ def _write_digits(path: Path) -> None:
     np.savez(path, images=images.astype(np.uint8), labels=labels)
 
 
-def _make_sweep(root: Path, name: str, data: dict[str, object], model: dict[str, object]) -> None:
+def _make_sweep(root: Path, name: str, data: dict[str, object], model: dict[str, object]) -> Path:
     """A sweep folder as `gan-hpc sweep run` leaves it, two trials trained without Ray."""
     tiny = {"latent_dim": 8, "generator": {"depth": 1, "width": 16}, "discriminator": {"width": 16}}
     document = {
@@ -232,11 +235,12 @@ def _make_sweep(root: Path, name: str, data: dict[str, object], model: dict[str,
         "ranking": {"num_eval_samples": 32},
     }
     spec = sweep_spec_from_dict(document, source=f"{name}.yaml")
-    sweep = root / "runs" / name
+    sweep = root / name
     write_spec(sweep, spec)
     for index, lr in enumerate((2e-4, 5e-4)):
         point = {"optim.generator.lr": lr}
         train_trial(trial_config_for(spec, point), sweep / TRIALS_DIR / f"trial_{index:04d}")
+    return sweep
 
 
 def makefile_recipe(target: str) -> list[str]:
@@ -300,22 +304,34 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         smoke_dir = _printed_sweep_dir(output)
         board = (root / smoke_dir / "leaderboard.csv").read_text()
         assert ",finished," in board, f"the quick start trained nothing:\n{board}\n{output[-3000:]}"
-        (root / "runs" / "quickstart").symlink_to(smoke_dir.name)  # where the full run writes
-        (root / "runs" / "frf_cgan").symlink_to(smoke_dir.name)
         trial = sorted((root / smoke_dir / TRIALS_DIR).iterdir())[0]
         shutil.copytree(trial, root / "trial")
 
         _write_people(root / "data" / "people.arff")
         _write_digits(root / "data" / "digits.npz")
         people = {"format": "arff", "path": str(root / "data" / "people.arff")}
-        _make_sweep(
-            root, "adult_mlp", {**people, "conditional": True, "condition_column": "class"}, {}
-        )
         digits = {"format": "npz", "path": str(root / "data" / "digits.npz"), "conditional": True}
-        _make_sweep(
-            root, "mnist_losses", digits, {"family": "dcgan", "generator": {"depth": 2, "width": 8}}
-        )
-        export_sweep(root / "runs" / "mnist_losses", root / "exports" / "mnist", top_k=1)
+        sweeps = {
+            "quickstart": root / smoke_dir,
+            "tabular": _make_sweep(
+                root / "toy",
+                "tabular",
+                {**people, "conditional": True, "condition_column": "class"},
+                {},
+            ),
+            "image": _make_sweep(
+                root / "toy",
+                "image",
+                digits,
+                {"family": "dcgan", "generator": {"depth": 2, "width": 8}},
+            ),
+        }
+        for documented, kind in STAND_INS.items():
+            if not (root / documented).exists():
+                (root / documented).parent.mkdir(parents=True, exist_ok=True)
+                (root / documented).symlink_to(sweeps[kind])
+        for documented, kind in BUNDLE_STAND_INS.items():
+            export_sweep(sweeps[kind], root / documented, top_k=1)
         yield workspace
 
 
@@ -453,7 +469,12 @@ def check_gan_hpc(command: DocCommand, argv: list[str], workspace: Workspace) ->
     if path == ("export",):  # the printed bundles are what `sample` takes
         printed = out.split()
         assert printed and all((workspace.root / p / "config.json").is_file() for p in printed)
+        workspace.bundles.update(printed)
     if path == ("sample",):
+        bundle = str(args.bundle)
+        assert bundle in workspace.bundles or bundle.startswith(tuple(BUNDLE_STAND_INS)), (
+            f"{bundle}: no documented export printed it"
+        )
         assert (workspace.root / args.out).is_file(), f"no {args.out}"
 
 
@@ -539,6 +560,9 @@ def test_quick_start_prints_the_paths_the_docs_use(workspace: Workspace) -> None
     start = next(i for i, c in enumerate(readme) if c.text.startswith("make quickstart"))
     status = next(c for c in readme[start:] if c.text.startswith("gan-hpc sweep status"))
     assert shlex.split(status.text, comments=True)[3] == str(full), status
+    text = (REPO / "README.md").read_text()
+    logdir = re.search(r"tensorboard --logdir (\S+)", text[text.index("make quickstart") :])
+    assert logdir and logdir.group(1) == str(full / TRIALS_DIR), "README: TensorBoard's folder"
 
 
 @pytest.mark.slow
