@@ -157,6 +157,10 @@ class DataConfig:
     conditional: bool = False  # condition on labels / condition_column / FRF coordinates
     condition_column: str | None = None  # tabular: the categorical column to condition on
     numeric_transform: NumericTransform = "quantile"
+    # quantile transform: integer-valued numerics (ages, counts) get U(-0.5, 0.5) noise before
+    # their quantiles are taken, so ties become a smooth density a generator can match; the
+    # decoder rounds them back
+    dequantize: bool = True
     minmax_range: tuple[float, float] = (-1.0, 1.0)
     categorical_encoding: CategoricalEncoding = "onehot"
     missing: MissingPolicy = "category"
@@ -215,6 +219,9 @@ class GeneratorNetworkConfig(NetworkConfig):
     """The generator's shape: as :class:`NetworkConfig`, with BatchNorm by default (DCGAN)."""
 
     norm: Norm = "batch"
+    # mlp: each hidden block's output is concatenated with its input (CTGAN's residual
+    # generator), so the head sees the latent code and every layer's features
+    residual: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +255,11 @@ class ModelConfig:
         )
         require(self.gumbel_tau > 0, "gumbel_tau", "must be > 0")
         require(0 < self.ema_decay < 1, "ema_decay", f"must be in (0, 1), got {self.ema_decay}")
+        require(
+            not getattr(self.generator, "residual", False) or self.family == "mlp",
+            "generator.residual",
+            f"residual blocks exist for family 'mlp' only, not '{self.family}'; set it to false",
+        )
 
 
 @dataclass(frozen=True, slots=True)

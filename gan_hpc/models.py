@@ -375,8 +375,35 @@ def _mlp_trunk(in_features: int, network: NetworkConfig, *, is_discriminator: bo
     return nn.Sequential(*modules)
 
 
+class _ResidualBlock(nn.Module):
+    """``cat([act(norm(linear(x))), x])``: a hidden block that passes its input on (CTGAN)."""
+
+    def __init__(self, in_features: int, network: NetworkConfig) -> None:
+        super().__init__()
+        use_bias = network.norm not in ("batch", "layer")  # norms carry the shift
+        layer = _linear(in_features, network.width, norm=network.norm, bias=use_bias)
+        block = _hidden_block(layer, network, network.width, spatial_dims=0, use_norm=True)
+        self.block = nn.Sequential(*block)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in]`` -> ``[B, width + in]``."""
+        return torch.cat([self.block(x), x], dim=1)
+
+
+def _residual_trunk(in_features: int, network: NetworkConfig) -> tuple[nn.Module, int]:
+    """``depth`` residual blocks and the width of their output."""
+    blocks = []
+    for _ in range(network.depth):
+        blocks.append(_ResidualBlock(in_features, network))
+        in_features += network.width
+    return nn.Sequential(*blocks), in_features
+
+
 class MlpGenerator(nn.Module):
-    """Fully connected generator for any data kind (outputs are reshaped to the sample shape)."""
+    """Fully connected generator for any data kind (outputs are reshaped to the sample shape).
+
+    With ``generator.residual`` the hidden blocks are residual (:class:`_ResidualBlock`).
+    """
 
     def __init__(self, *, config: ModelConfig, schema: DataSchema) -> None:
         super().__init__()
@@ -384,8 +411,12 @@ class MlpGenerator(nn.Module):
         self.sample_shape = tuple(schema.sample_shape)
         self.embedding = _generator_embedding(config, schema)
         in_features = config.latent_dim + (config.condition_embedding_dim if self.embedding else 0)
-        self.trunk = _mlp_trunk(in_features, network, is_discriminator=False)
-        self.project = _linear(network.width, schema.num_features, norm=network.norm)
+        features = network.width
+        if getattr(network, "residual", False):  # a plain NetworkConfig has none
+            self.trunk, features = _residual_trunk(in_features, network)
+        else:
+            self.trunk = _mlp_trunk(in_features, network, is_discriminator=False)
+        self.project = _linear(features, schema.num_features, norm=network.norm)
         self.output = _generator_output(config, schema)
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:

@@ -10,7 +10,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gan_hpc.config import Activation, ModelConfig, ModelFamily, NetworkConfig, Norm
+from gan_hpc.config import (
+    Activation,
+    GeneratorNetworkConfig,
+    ModelConfig,
+    ModelFamily,
+    NetworkConfig,
+    Norm,
+)
 from gan_hpc.data.types import ColumnBlock, ConditionSchema, DataSchema
 from gan_hpc.errors import SpecError
 from gan_hpc.losses import get_loss, gradient_penalty
@@ -563,3 +570,22 @@ def test_fourier_condition_features() -> None:
     assert out[0, :2].abs().max() < 1e-6
     with pytest.raises(ValueError, match="condition_num_frequencies"):
         ModelConfig(condition_num_frequencies=-1)
+
+
+def test_residual_generator_passes_its_input_on() -> None:
+    torch.manual_seed(0)
+    schema = schema_for("tabular", "class")
+    generator = GENERATORS["mlp"](
+        config=tiny_config(
+            "mlp", generator=GeneratorNetworkConfig(depth=3, width=8, residual=True)
+        ),
+        schema=schema,
+    )
+    in_features = LATENT_DIM + 3  # z and the condition embedding
+    assert generator.project.in_features == in_features + 3 * 8
+    fake = generator(sample_latent(BATCH, LATENT_DIM, "normal"), sample_condition(schema, BATCH))
+    assert fake.shape == (BATCH, *schema.sample_shape)
+    fake.sum().backward()
+    assert_every_parameter_has_grad(generator)
+    with pytest.raises(ValueError, match="generator.residual"):
+        ModelConfig(family="dcgan", generator=GeneratorNetworkConfig(residual=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -106,6 +107,7 @@ class _NumericCodec:
     references: tuple[float, ...] = ()
     date_dtype: str = ""
     date_resolution_s: float = 0.0
+    is_dequantized: bool = False  # U(-0.5, 0.5) noise added before the quantile map
 
     @property
     def width(self) -> int:
@@ -132,15 +134,20 @@ class _NumericCodec:
             return None
         quantiles: tuple[float, ...] = ()
         references: tuple[float, ...] = ()
+        is_integer = origin == "numeric" and bool(np.all(observed == np.round(observed)))
+        is_dequantized = config.numeric_transform == "quantile" and config.dequantize and is_integer
         if config.numeric_transform == "quantile":
             from sklearn.preprocessing import QuantileTransformer
 
+            fitted = observed
+            if is_dequantized:
+                fitted = observed + _dequantization_noise(str(series.name), observed.size)
             # subsample=None: every training value, so the fit is exact and deterministic.
             qt = QuantileTransformer(
                 output_distribution="normal",
                 n_quantiles=min(MAX_QUANTILES, observed.size),
                 subsample=None,
-            ).fit(observed.reshape(-1, 1))
+            ).fit(fitted.reshape(-1, 1))
             quantiles = tuple(float(q) for q in qt.quantiles_[:, 0])
             references = tuple(float(r) for r in qt.references_)
         resolution = 0.0
@@ -156,11 +163,12 @@ class _NumericCodec:
             low=float(observed.min()),
             high=float(observed.max()),
             median=float(np.median(observed)),
-            is_integer=origin == "numeric" and bool(np.all(observed == np.round(observed))),
+            is_integer=is_integer,
             quantiles=quantiles,
             references=references,
             date_dtype=str(series.dtype) if origin == "date" else "",
             date_resolution_s=resolution,
+            is_dequantized=is_dequantized,
         )
 
     def prepare(self, series: pd.Series, source: str) -> np.ndarray:
@@ -175,6 +183,8 @@ class _NumericCodec:
     def encode(self, prepared: np.ndarray) -> np.ndarray:
         """Map prepared values to (N, 1) features; NaN is imputed with the training median."""
         values = np.where(np.isnan(prepared), self.median, prepared)
+        if self.is_dequantized:
+            values = values + _dequantization_noise(self.name, values.size)
         if self.scaling == "quantile":
             qt = _quantile_transformer(self.quantiles, self.references)
             return np.asarray(qt.transform(values.reshape(-1, 1)), dtype=np.float64)
@@ -213,6 +223,16 @@ class _NumericCodec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
         return {"codec": "numeric", **_fields_to_dict(self)}
+
+
+def _dequantization_noise(name: str, size: int) -> np.ndarray:
+    """U(-0.5, 0.5) noise for ``size`` values of column ``name``, the same in every process.
+
+    Seeded by the column's name and the number of values, so a split encodes the same way
+    every time (the encoded arrays are cached, and DDP ranks must agree).
+    """
+    rng = np.random.default_rng([zlib.crc32(name.encode("utf-8")), size])
+    return rng.uniform(-0.5, 0.5, size)
 
 
 def _numeric_values(
