@@ -135,8 +135,18 @@ class Launcher(abc.ABC):
     def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Start launch number ``launch`` of the trial's ranks."""
 
-    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
-        """The trial's current job, to watch it again (None: none runs, start anew)."""
+    def attach(
+        self, trial: TrialDir, spec: LaunchSpec, *, include_ended: bool = False
+    ) -> TrialJob | None:
+        """The trial's current job, to watch it again (None: none runs, start anew).
+
+        Args:
+            trial: the trial directory.
+            spec: how the trial is launched.
+            include_ended: also a job that ended unwatched, so the caller reads how it
+                ended (a sweep's driver does; without it only a live or completed job).
+
+        """
         return None
 
     def reconcile(
@@ -255,7 +265,9 @@ class LocalLauncher(Launcher):
         logger.debug("started %s for %s", job.job_id, trial.path)
         return job
 
-    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
+    def attach(
+        self, trial: TrialDir, spec: LaunchSpec, *, include_ended: bool = False
+    ) -> TrialJob | None:
         """Local ranks die with the driver that started them: stop any still exiting."""
         stop_leftover_trainers([trial])
         return None

@@ -54,7 +54,7 @@ from gan_hpc.launch import (
     update_launch,
 )
 from gan_hpc.sweep_spec import SlurmConfig
-from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
+from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
 
 logger = get_logger(__name__)
 
@@ -427,11 +427,15 @@ class SlurmLauncher(Launcher):
         logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
         return SlurmJob(job)
 
-    def attach(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob | None:
-        """The trial's current job, whatever its state (the watcher reads how it ended).
+    def attach(
+        self, trial: TrialDir, spec: LaunchSpec, *, include_ended: bool = False
+    ) -> TrialJob | None:
+        """The trial's current job: queued or running, completed, or (``include_ended``) any.
 
         A launch recorded without a job id (the driver died around sbatch) is looked up in
-        squeue and sacct by its comment; found, it is watched, never submitted again.
+        squeue and sacct by its comment; found, it is watched, never submitted again. A
+        sweep's driver passes ``include_ended`` and reads how the job ended (a user's
+        scancel, bad input) instead of running the trial again.
         """
         record = read_launch(trial)
         job_id = record.job_id
@@ -448,6 +452,11 @@ class SlurmLauncher(Launcher):
             logger.info("found slurm job %s of %s by its comment", job_id, trial.path)
         if not job_id.isdigit():
             return None
+        if not include_ended:
+            state = slurm_state(job_id)
+            completed = state == "COMPLETED" and trial.read_status().state in FINAL_STATES
+            if state not in ACTIVE_STATES and not completed:
+                return None
         job: submitit.SlurmJob[Any] = submitit.SlurmJob(
             folder=trial.path / SLURM_DIR / "%j", job_id=job_id, tasks=range(spec.world_size)
         )

@@ -527,7 +527,8 @@ class TrialWatcher(tune.Trainable):
         status = self.trial.read_status()
         if status.state == "failed" and not self.trial.config_path.exists():
             raise LaunchError(f"trial {name} cannot start: {status.message}")
-        self.trial.write_config(trial_config_for(self.spec, self.params))
+        if not self.trial.config_path.exists():  # the searcher wrote it; never changed after
+            self.trial.write_config(trial_config_for(self.spec, self.params))
         if not (self.trial.path / PARAMS_FILE).exists():
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
@@ -542,7 +543,7 @@ class TrialWatcher(tune.Trainable):
         """Block until the trial reports a new evaluation (or ends); return it to Tune."""
         if self.job is None:
             self._check_current()
-            self.job = self.launcher.attach(self.trial, self.launch_spec)
+            self.job = self.launcher.attach(self.trial, self.launch_spec, include_ended=True)
             if self.job is None:
                 self.job = self.launcher.start(self.trial, self.launch_spec)
         while True:

@@ -542,7 +542,8 @@ def test_a_job_forgotten_by_squeue_and_sacct_is_lost(
     """A job id neither squeue nor sacct knows (a purged database) ends as lost, not polled on."""
     trial = _new_trial(tmp_path, "trial_0000")
     update_launch(trial, launch=1, job_id="987654")
-    job = get_launcher("slurm").attach(trial, ONE_RANK)
+    assert get_launcher("slurm").attach(trial, ONE_RANK) is None  # `sweep confirm` starts anew
+    job = get_launcher("slurm").attach(trial, ONE_RANK, include_ended=True)  # a sweep's driver
     assert isinstance(job, SlurmJob)
     monkeypatch.setattr(slurm_launch, "LOST_AFTER_S", 2.0)
     monkeypatch.setattr(slurm_launch, "STATE_REFRESH_S", 0.0)
@@ -564,7 +565,7 @@ def test_a_job_submitted_before_its_id_was_saved_is_found_not_submitted_again(
     submitted = launcher._spawn(trial, ONE_RANK, 1)
     update_launch(trial, job_id=None)  # ...and the driver died before saving the id
     try:
-        found = launcher.attach(trial, ONE_RANK)
+        found = launcher.attach(trial, ONE_RANK, include_ended=True)
         assert found is not None and found.job_id == submitted.job_id
         assert read_launch(trial).job_id == submitted.job_id
         # a stale launch of the same trial still queued is a duplicate: reconcile cancels it
