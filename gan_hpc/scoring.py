@@ -1,4 +1,4 @@
-"""Held-out quality of a trial's checkpoints, and of the tabular baselines, in data units.
+"""Held-out quality of a trial's checkpoints, and of the baselines, in data units.
 
 A trial is scored when it ends (:func:`score_trial_records`, called by ``train_trial``), again
 by ``gan-hpc sweep confirm``, and the sweep driver scores the baselines once
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from gan_hpc.bundle import Draw, SampleGenerator
@@ -47,6 +49,7 @@ from gan_hpc.quality import (
     split_holdout,
     tabular_baselines,
 )
+from gan_hpc.quality.baselines import image_baselines, signal_baselines
 from gan_hpc.trial_dir import QUALITY_KEY
 
 logger = logging.getLogger(__name__)
@@ -316,22 +319,77 @@ def _score_or_reason(
 
 
 def score_baselines(data: PreparedData, config: TrialConfig) -> dict[str, QualityReport]:
-    """The tabular ceiling (``real_data``) and floor (``independent_marginals``).
+    """The reference rows of the data's kind, scored like the generators (in data units).
 
-    Returns:
-        ``{}`` for images and signals, which have no baselines yet.
+    - tables: ``real_data`` (ceiling) and ``independent_marginals`` (floor);
+    - signals: ``real_data`` (replicate real curves at the held-out conditions, else the curves
+      themselves) and ``mean_curve`` (the mean training curve at every condition);
+    - images: ``real_data`` (the validation split's real images) and ``independent_pixels``.
 
+    See :mod:`gan_hpc.quality.baselines`; the sample sizes are in each report.
     """
-    if data.schema.kind != "tabular":
-        return {}
-    real_train, real_test = real_tables(data)
+    quality = config.quality
     condition = data.schema.condition
-    return tabular_baselines(
-        real_train,
-        real_test,
-        config.quality,
-        condition_column=condition.column if condition is not None else None,
-    )
+    with _quality_threads(quality):
+        if data.schema.kind == "tabular":
+            real_train, real_test = real_tables(data)
+            return tabular_baselines(
+                real_train,
+                real_test,
+                quality,
+                condition_column=condition.column if condition is not None else None,
+            )
+        if isinstance(data.transform, ImageTransform):
+            return image_baselines(
+                np.asarray(_decode_split(data, data.train)),
+                np.asarray(_decode_split(data, data.test)),
+                np.asarray(_decode_split(data, data.val)),
+                quality,
+                value_range=(data.transform.low, data.transform.high),
+                train_labels=_labels(data.train),
+                test_labels=_labels(data.test),
+                other_labels=_labels(data.val),
+                num_classes=len(condition.names) if condition is not None else None,
+                is_conditional=condition is not None and condition.kind == "class",
+            )
+        if isinstance(data.transform, SignalTransform):
+            transform = data.transform
+            real_test = np.asarray(_decode_split(data, data.test))
+            axis = transform.axis if transform.axis is not None else np.arange(real_test.shape[-1])
+            return signal_baselines(
+                np.asarray(_decode_split(data, data.train)),
+                real_test,
+                quality,
+                frequencies=np.asarray(axis, dtype=np.float64),
+                train_conditions=_signal_conditions(data, transform, data.train),
+                test_conditions=_signal_conditions(data, transform, data.test),
+                representation=data.config.frf.representation,
+            )
+    raise GanHpcError(f"quality: no baselines for {data.schema.kind} data")
+
+
+def _signal_conditions(
+    data: PreparedData, transform: SignalTransform, split: Split
+) -> np.ndarray | None:
+    """A split's continuous conditions in data units, or None (unconditional data)."""
+    if split.cond is None or data.schema.condition is None:
+        return None
+    return np.asarray(transform.inverse_condition(split.cond.numpy()))
+
+
+@contextmanager
+def _quality_threads(config: QualityConfig) -> Iterator[None]:
+    """Torch and OpenMP/BLAS threads capped at ``config.num_threads`` (as for a generator)."""
+    if config.num_threads is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        with threadpool_limits(limits=config.num_threads):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def write_baselines(
@@ -339,18 +397,19 @@ def write_baselines(
 ) -> dict[str, Any] | None:
     """Score the baselines of a sweep's data once and write them to ``path`` atomically.
 
-    An existing file for the same data and quality settings is kept; nothing is written for
-    images and signals, or when ``config.quality.use_at_trial_end`` is off.
+    Every data kind gets a ceiling (``real_data``) and a floor (tables: independent
+    marginals, signals: the mean curve, images: independent pixels); see
+    :func:`score_baselines`. An existing file for the same data and quality settings is
+    kept; nothing is written when ``config.quality.use_at_trial_end`` is off.
 
     Returns:
-        The document written (or kept), or None.
+        The document written (or kept): ``{"key", "reports": {name: report}, "seconds"}``,
+        each report with its metrics, sample sizes and notes; or None.
 
     """
     if not config.quality.use_at_trial_end:
         return None
     data = load_dataset(config.data)
-    if data.schema.kind != "tabular":
-        return None
     key = {
         "source_hash": data.source_hash,
         "data": config_to_dict(config.data),
@@ -363,8 +422,20 @@ def write_baselines(
             existing = None
         if isinstance(existing, dict) and existing.get("key") == key:
             return existing
-    emit("scoring the baselines (real data, independent marginals) on the held-out split")
+    emit(f"scoring the {data.schema.kind} baselines ({_BASELINE_WORDS[data.schema.kind]})")
+    started = time.perf_counter()
     reports = score_baselines(data, config)
-    document = {"key": key, "reports": {name: r.to_dict() for name, r in reports.items()}}
+    document = {
+        "key": key,
+        "reports": {name: report.to_dict() for name, report in reports.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     atomic_write_json(path, document)
     return document
+
+
+_BASELINE_WORDS = {
+    "tabular": "real data, independent marginals",
+    "signal": "real curves, the mean curve",
+    "image": "real images, independent pixels",
+}

@@ -26,6 +26,12 @@ from gan_hpc.quality import (
     SignalInputs,
     evaluate_quality,
 )
+from gan_hpc.quality.baselines import (
+    BASELINE_PIXELS,
+    BASELINE_REAL,
+    image_baselines,
+    independent_pixels,
+)
 
 PIXELS = (0.0, 16.0)  # the digits' pixel range
 
@@ -193,3 +199,63 @@ def test_bad_inputs_fail_with_one_line(digits: dict[str, np.ndarray], cache_dir:
     )
     with pytest.raises(DataError, match=r"image metrics need ImageInputs, got SignalInputs"):
         evaluate_quality("image", curves, config=QualityConfig())
+
+
+# ---- baselines: real images (ceiling) and independent pixels (floor)
+
+
+def test_independent_pixels_keep_each_pixels_marginal(digits: dict[str, np.ndarray]) -> None:
+    train = digits["train"]
+    pixels = independent_pixels(train, 5000, np.random.default_rng(0))
+    assert pixels.shape == (5000, *train.shape[1:]) and pixels.dtype == train.dtype
+    np.testing.assert_allclose(pixels.mean(axis=0), train.mean(axis=0), atol=0.6)
+    # ...and nothing else: neighbouring pixels, correlated in digits, are independent here
+    left, right = train[:, 0, 3, 3], train[:, 0, 3, 4]
+    drawn_left, drawn_right = pixels[:, 0, 3, 3], pixels[:, 0, 3, 4]
+    assert np.corrcoef(left, right)[0, 1] > 0.3
+    assert abs(np.corrcoef(drawn_left, drawn_right)[0, 1]) < 0.05
+
+
+def test_image_baselines_bracket_real_and_trivial(
+    digits: dict[str, np.ndarray], cache_dir: Path, real_report: QualityReport
+) -> None:
+    reports = image_baselines(
+        digits["train"],
+        digits["test"],
+        digits["other"],
+        QualityConfig(cache_dir=str(cache_dir)),
+        value_range=PIXELS,
+        train_labels=digits["train_labels"],
+        test_labels=digits["test_labels"],
+        other_labels=digits["other_labels"],
+        is_conditional=True,
+    )
+    real, floor = reports[BASELINE_REAL], reports[BASELINE_PIXELS]
+    # the ceiling is exactly a held-out real split scored as a generator
+    assert real.metrics == real_report.metrics
+    assert real.sample_sizes["baseline_images"] == len(digits["other"])
+    assert floor.sample_sizes["baseline_images"] == len(digits["test"])
+    assert real.metrics[IMG_FD] < 0.1 * floor.metrics[IMG_FD]
+    # blurry averages sit inside the real manifold more often than they cover it (8x8: 0.69, 0.52)
+    assert floor.metrics[IMG_PRECISION] < real.metrics[IMG_PRECISION] - 0.15
+    assert floor.metrics[IMG_RECALL] < real.metrics[IMG_RECALL] - 0.3
+    assert floor.metrics[IMG_CLASS_COVERAGE] < real.metrics[IMG_CLASS_COVERAGE]
+    assert floor.metrics[IMG_CONDITIONAL_ACCURACY] < 0.3  # chance is 0.1
+    unconditional = image_baselines(
+        digits["train"],
+        digits["test"],
+        digits["other"],
+        QualityConfig(cache_dir=str(cache_dir)),
+        value_range=PIXELS,
+        train_labels=digits["train_labels"],
+    )
+    assert all(IMG_CONDITIONAL_ACCURACY not in r.metrics for r in unconditional.values())
+    without_val = image_baselines(
+        digits["train"],
+        digits["test"],
+        digits["other"][:0],  # no validation split: only the floor
+        QualityConfig(cache_dir=str(cache_dir)),
+        value_range=PIXELS,
+        train_labels=digits["train_labels"],
+    )
+    assert set(without_val) == {BASELINE_PIXELS}

@@ -23,6 +23,13 @@ from gan_hpc.quality import (
     TabularInputs,
     evaluate_quality,
 )
+from gan_hpc.quality.baselines import (
+    BASELINE_MEAN_CURVE,
+    BASELINE_REAL,
+    mean_curve,
+    replicate_curves,
+    signal_baselines,
+)
 from gan_hpc.quality.signals import to_decibels
 
 PLATE = SyntheticFrfConfig(num_points=200, num_frequencies=128, seed=0)
@@ -174,3 +181,60 @@ def test_bad_inputs_fail_with_one_line(plate: PlateFrfs, real: np.ndarray) -> No
     table = TabularInputs(real_train=None, real_test=None, synthetic=None)  # type: ignore[arg-type]
     with pytest.raises(DataError, match=r"signal metrics need SignalInputs, got TabularInputs"):
         evaluate_quality("signal", table, config=QualityConfig())
+
+
+# ---- baselines: real curves (ceiling) and the mean curve (floor)
+
+
+def test_replicates_make_the_ceiling_and_the_mean_curve_the_floor(plate: PlateFrfs) -> None:
+    real = log_magnitude(frfs(plate, PLATE, seed=1))
+    replicate = log_magnitude(frfs(plate, PLATE, seed=2))  # a second measurement, same points
+    test, train = np.arange(150, 200), np.arange(150)
+    # the training split also holds a replicate of every held-out point
+    train_curves = np.concatenate([real[train], replicate[test]])
+    train_points = np.concatenate([plate.coordinates_m[train], plate.coordinates_m[test]])
+    reports = signal_baselines(
+        train_curves,
+        real[test],
+        QualityConfig(),
+        frequencies=plate.frequencies_hz,
+        train_conditions=train_points,
+        test_conditions=plate.coordinates_m[test],
+    )
+    real_data, mean = reports[BASELINE_REAL], reports[BASELINE_MEAN_CURVE]
+    assert real_data.sample_sizes["replicate_curves"] == 50 and real_data.notes == ()
+    # only the 5 % measurement noise separates a curve from its replicate
+    assert 0.0 < real_data.metrics[SIG_SPECTRAL_ERROR] < 1.0
+    assert real_data.metrics[SIG_RESONANCE_ERROR] < 0.02
+    assert mean.metrics[SIG_SPECTRAL_ERROR] > 5 * real_data.metrics[SIG_SPECTRAL_ERROR]
+    # a plate's resonances do not move with the excitation point: the mean curve keeps them
+    assert mean.metrics[SIG_RESONANCE_ERROR] > real_data.metrics[SIG_RESONANCE_ERROR]
+    assert mean.sample_sizes["mean_curve_train_curves"] == 200
+
+
+def test_replicates_are_found_in_the_held_out_split_first() -> None:
+    curves = np.arange(5.0)[:, None, None] * np.ones((5, 1, 3))
+    conditions = np.array([[0.0], [1.0], [0.0], [2.0], [0.0]])
+    stand_in, count = replicate_curves(
+        curves[:1] + 100, curves, train_conditions=np.array([[1.0]]), test_conditions=conditions
+    )
+    # condition 0 cycles through its three held-out curves, 1 takes the training replicate,
+    # 2 has none and stands in for itself
+    assert stand_in[:, 0, 0].tolist() == [2.0, 100.0, 4.0, 3.0, 0.0]
+    assert count == 4
+    # unconditional curves all share one condition: each is paired with another
+    stand_in, count = replicate_curves(curves, curves)
+    assert count == 5 and not np.any(stand_in[:, 0, 0] == curves[:, 0, 0])
+
+
+def test_the_mean_curve_is_the_same_in_every_representation(plate: PlateFrfs) -> None:
+    h = frfs(plate, PLATE, seed=1)
+    reference = to_decibels(mean_curve(log_magnitude(h), "log_magnitude"), "log_magnitude")
+    for curves, representation in (
+        (np.abs(h)[:, None], "magnitude"),
+        (np.stack([h.real, h.imag], axis=1), "real_imag"),
+    ):
+        curve = mean_curve(curves, representation)  # type: ignore[arg-type]
+        assert curve.shape == (1, curves.shape[1], curves.shape[2])
+        decibels = to_decibels(curve, representation)  # type: ignore[arg-type]
+        np.testing.assert_allclose(decibels, reference, atol=1e-9)

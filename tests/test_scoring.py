@@ -36,7 +36,9 @@ from gan_hpc.quality import (
     TAB_DETECTION_AUC,
     TAB_TABULAR_SCORE,
     TAB_TREND_SIMILARITY,
+    QualityReport,
 )
+from gan_hpc.quality.baselines import BASELINE_MEAN_CURVE, BASELINE_PIXELS
 from gan_hpc.rank import BASELINE_PREFIX, BASELINES_FILE, TRIALS_DIR, sweep_leaderboard
 from gan_hpc.scoring import (
     COSINE_SAMPLES,
@@ -187,7 +189,7 @@ def test_write_baselines_is_kept_until_the_settings_change(
     config = tabular["config"]
     path = tmp_path / BASELINES_FILE
     written = write_baselines(path, config)
-    assert written is not None and set(written) == {"key", "reports"}
+    assert written is not None and set(written) == {"key", "reports", "seconds"}
     assert set(written["reports"]) == {BASELINE_REAL, BASELINE_MARGINALS}
     assert json.loads(path.read_text()) == json.loads(json.dumps(written))
     text, mtime = path.read_text(), path.stat().st_mtime_ns
@@ -203,14 +205,11 @@ def test_write_baselines_is_kept_until_the_settings_change(
     assert rewritten["key"] != written["key"]
 
 
-def test_write_baselines_skips_signals_and_unscored_sweeps(
-    tabular: dict[str, Any], tmp_path: Path
-) -> None:
+def test_write_baselines_skips_unscored_sweeps(tabular: dict[str, Any], tmp_path: Path) -> None:
     off = dataclasses.replace(
         tabular["config"], quality=QualityConfig(use_at_trial_end=False, use_cache=False)
     )
     assert write_baselines(tmp_path / "tabular.json", off) is None
-    assert write_baselines(tmp_path / "signal.json", small_frf_config()) is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -271,6 +270,24 @@ def test_signal_trial_is_scored_in_decibels(tmp_path: Path) -> None:
         assert COSINE_NOT_FOOLED not in record["metrics"]
 
 
+def test_signal_baselines_are_written_ceiling_below_floor(tmp_path: Path) -> None:
+    config = dataclasses.replace(small_frf_config(), quality=QualityConfig(num_signal_samples=50))
+    written = write_baselines(tmp_path / BASELINES_FILE, config)
+    assert written is not None and written["seconds"] >= 0
+    reports = {name: QualityReport.from_dict(r) for name, r in written["reports"].items()}
+    assert set(reports) == {BASELINE_REAL, BASELINE_MEAN_CURVE}
+    real, mean = reports[BASELINE_REAL], reports[BASELINE_MEAN_CURVE]
+    # the simulator is noise-free and has no replicates: the ceiling is the curves, 0 dB
+    assert real.metrics[SIG_SPECTRAL_ERROR] == 0.0 and real.metrics[SIG_RESONANCE_ERROR] == 0.0
+    assert real.sample_sizes["replicate_curves"] == 0 and "no replicate" in real.notes[0]
+    assert mean.metrics[SIG_SPECTRAL_ERROR] > 1.0  # dB
+    assert mean.metrics[SIG_RESONANCE_ERROR] > real.metrics[SIG_RESONANCE_ERROR]
+    data = load_dataset(config.data)
+    for report in (real, mean):  # every pair a generator is scored on
+        assert report.sample_sizes["signal_pairs"] == len(data.test)
+    assert mean.sample_sizes["mean_curve_train_curves"] == len(data.train)
+
+
 def write_images(path: Path) -> Path:
     """Three 8x8 classes: left half lit, top half lit, a centre square lit; with pixel noise."""
     rng = np.random.default_rng(0)
@@ -309,6 +326,36 @@ def test_image_trial_is_scored_with_its_sample_sizes(tmp_path: Path) -> None:
         assert sizes["num_classes"] == 3
         assert 0 < sizes["image_samples"] <= 100
         assert sizes["classifier_train_images"] == 200
+
+
+def test_image_baselines_are_written_ceiling_above_floor(tmp_path: Path) -> None:
+    images = write_images(tmp_path / "shapes.npz")
+    document = {
+        "data": {"format": "npz", "path": str(images), "conditional": True},
+        "model": {**TINY_MODEL, "family": "dcgan"},
+        "quality": {
+            "num_image_samples": 100,
+            "num_classifier_steps": 100,
+            "num_classifier_images": 200,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
+    config = TrialConfig.from_dict(document, source="test")
+    written = write_baselines(tmp_path / BASELINES_FILE, config)
+    assert written is not None
+    reports = {name: QualityReport.from_dict(r) for name, r in written["reports"].items()}
+    assert set(reports) == {BASELINE_REAL, BASELINE_PIXELS}
+    real, pixels = reports[BASELINE_REAL], reports[BASELINE_PIXELS]
+    assert real.metrics[IMG_FD] < pixels.metrics[IMG_FD] / 3
+    assert real.metrics[IMG_PRECISION] > pixels.metrics[IMG_PRECISION]
+    # conditional data: each baseline image is asked for a class; pixels ignore it
+    assert real.metrics[IMG_CONDITIONAL_ACCURACY] > 0.9
+    assert pixels.metrics[IMG_CONDITIONAL_ACCURACY] < 0.7
+    data = load_dataset(config.data)
+    assert real.sample_sizes["baseline_images"] == len(data.val)
+    assert pixels.sample_sizes["baseline_images"] == len(data.test)
+    for report in (real, pixels):
+        assert report.sample_sizes["image_samples"] == min(len(data.val), len(data.test))
 
 
 # --------------------------------------------------------------------- failures and opt-out
