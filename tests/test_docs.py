@@ -8,10 +8,11 @@ parser (the subcommand and every flag it names exist), then checked by what it d
 - commands that only read run for real (``--help``, ``sweep validate``, ``data inspect``,
   ``sweep status``, ``export``, ``sample``); a subcommand this file does not know gets its
   ``--help`` run and its arguments parsed;
-- commands that train run at toy size (``train`` with a few steps, ``sweep confirm``,
-  ``sweep resume``, ``torchrun``), once each, on the test's own data: the quick-start sweep,
-  run with ``--smoke`` from the Makefile's recipe, and small tabular and image sweeps trained
-  here (``STAND_INS``, ``BUNDLE_STAND_INS``);
+- commands that train run at toy size on the test's own data: ``train`` with a few steps
+  (``TOY_TRAIN``) each time, ``sweep confirm``, ``sweep resume`` and ``torchrun`` the first
+  time they appear; ``python -m gan_hpc.train`` (what ``gan-hpc train`` runs) is parsed. The
+  data: the quick-start sweep, run with ``--smoke`` from the Makefile's recipe, and small
+  tabular and image sweeps trained here (``STAND_INS``, ``BUNDLE_STAND_INS``);
 - ``sweep run`` and ``sweep submit`` need the user's data, a site's partition or hours, so
   their spec is validated with the documented overrides and no more (the quick start is the
   sweep that really runs); validation never reads a data file, and the ``../shared`` paths
@@ -95,8 +96,13 @@ TOY_TRAIN = (
     "train.eval_every_steps=10",
     *(f"quality.{key}={value}" for key, value in SMOKE_QUALITY_CAPS.items()),
 )
-RUN_AS_SHOWN = {("sweep", "validate"), ("data", "inspect"), ("sweep", "status"), ("export",)}
-RUN_AS_SHOWN |= {("sample",)}
+RUN_AS_SHOWN = {
+    ("sweep", "validate"),
+    ("data", "inspect"),
+    ("sweep", "status"),
+    ("export",),
+    ("sample",),
+}
 RUN_ONCE = {("sweep", "confirm"), ("sweep", "resume")}  # toy size through the quick-start sweep
 SPEC_ONLY = {("sweep", "run"), ("sweep", "submit")}
 # Options README.md names in prose that belong to other programs (sbatch).
@@ -465,6 +471,9 @@ def check_gan_hpc(command: DocCommand, argv: list[str], workspace: Workspace) ->
             spec = load_sweep_spec(args.spec, pairs)
             if args.smoke:
                 smoke_overrides(spec)
+            for data in (spec.base.data.path, spec.base.data.test_path):
+                if data and "shared" in data:  # validated without the file: never read here
+                    assert not Path(data).exists(), f"{data} exists in the scratch directory"
         argv = ["sweep", "validate", str(args.spec), *(["--set", *pairs] if pairs else [])]
     elif path in RUN_ONCE:
         if path in workspace.done_once:
