@@ -200,13 +200,45 @@ def _run_resume(args: argparse.Namespace) -> int:
 
 def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
     _add_dir_argument(parser)
-    parser.add_argument("--format", choices=LEADERBOARD_FORMATS, default="table")
+    parser.add_argument(
+        "--format",
+        choices=LEADERBOARD_FORMATS,
+        default="table",
+        help="table (fits the terminal; default), or csv, json, markdown (every column)",
+    )
     parser.add_argument(
         "--checkpoint",
         choices=("best", "last"),
         default="best",
         help="rank every trial by its best or its last evaluation (never mixed)",
     )
+    _add_columns_arguments(parser)
+
+
+def _add_columns_arguments(parser: argparse.ArgumentParser) -> None:
+    columns = parser.add_mutually_exclusive_group()
+    columns.add_argument(
+        "--columns",
+        metavar="A,B,C",
+        help="the table's columns, by full or short name (e.g. rank,trial,score,lr)",
+    )
+    columns.add_argument(
+        "--all", action="store_true", help="the table shows every column, however wide"
+    )
+
+
+def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = None) -> str:
+    """The leaderboard as a table that fits the terminal (120 characters when not a TTY)."""
+    import shutil
+
+    from gan_hpc.rank import format_table, select_columns
+
+    names = getattr(args, "columns", None)
+    if getattr(args, "all", False):
+        return format_table(leaderboard, columns=list(leaderboard.columns), width=None)
+    columns = select_columns(leaderboard, names.split(",")) if names else None
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
+    return format_table(leaderboard, columns=columns, width=None if names else width)
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -216,7 +248,10 @@ def _run_status(args: argparse.Namespace) -> int:
         raise SweepError(f"{args.sweep_dir}: not a directory")
     spec = read_spec(args.sweep_dir)
     leaderboard = sweep_leaderboard(args.sweep_dir, spec.ranking, checkpoint=args.checkpoint)
-    print(format_leaderboard(leaderboard, args.format), end="")
+    if args.format == "table":
+        print(_format_table(leaderboard, args), end="")
+    else:
+        print(format_leaderboard(leaderboard, args.format), end="")
     if args.format in ("table", "markdown"):
         print(f"\n{ranking_rule(spec.ranking)}")
     return 0
@@ -268,7 +303,7 @@ def _emit(line: str) -> None:
 def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) -> None:
     from gan_hpc.rank import ranking_rule
 
-    print(format_leaderboard(leaderboard, "table"))
+    print(_format_table(leaderboard))
     print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
     print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
