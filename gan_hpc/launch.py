@@ -285,7 +285,7 @@ def trainer_pids(trials: Sequence[TrialDir]) -> dict[int, Path]:
     Read from ``/proc``, so it finds trainers whatever started them (a killed driver's
     watcher, a previous launch), and never a recycled pid of another program.
     """
-    wanted = {str(t.path.resolve()): t.path for t in trials}
+    wanted = {str(t.path): t.path for t in trials} | {str(t.path.resolve()): t.path for t in trials}
     found: dict[int, Path] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -316,7 +316,8 @@ def stop_leftover_trainers(trials: Sequence[TrialDir], grace_s: float = LEFTOVER
         time.sleep(0.2)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
-    while any(_alive(p) for p in pids):
+    deadline = time.monotonic() + 10.0
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     return len(pids)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -125,8 +126,11 @@ def test_killed_driver_resumes_without_losing_trials(tmp_path: Path) -> None:
             assert status.steps_repeated >= newest_step - status.resumed_from_step
         else:  # at most one checkpoint interval trained twice
             assert status.steps_repeated <= EVAL_EVERY and len(repeats) <= 1
-    board = (sweep_dir / "leaderboard.csv").read_text().splitlines()
-    assert len(board) == 1 + 3
+    with (sweep_dir / "leaderboard.csv").open() as board:
+        ranked = [row["trial_id"] for row in csv.DictReader(board)]
+    assert sorted(r for r in ranked if not r.startswith("baseline:")) == [
+        t.path.name for t in trials
+    ]  # every trial ranked once (baseline rows aside)
 
 
 def _lock_free(trial: TrialDir) -> bool:
