@@ -328,7 +328,9 @@ COMMANDS: CommandTree = {
         run_train,
     ),
     "export": Command(
-        "export the top trials of a sweep as generator bundles", add_export_arguments, run_export
+        "export the top trials of a sweep, or one trial directory, as generator bundles",
+        add_export_arguments,
+        run_export,
     ),
     "sample": Command("sample from an exported generator bundle", add_sample_arguments, run_sample),
     "sweep": {

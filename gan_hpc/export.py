@@ -70,6 +70,7 @@ from gan_hpc.quality_names import TAB_COLUMN_PREFIX, metric_mode
 from gan_hpc.rank import (
     LEADERBOARD_FILE,
     METRIC_COLUMNS,
+    SPEC_FILE,
     TRIALS_DIR,
     TrialRecord,
     collect_trials,
@@ -516,13 +517,41 @@ def write_program(sampler: SampleGenerator, path: Path) -> bool:
 # ------------------------------------------------------------------------------------ the CLI
 
 
+def is_trial_dir(path: Path) -> bool:
+    """True for a single trial's directory (``gan-hpc train --out``), not a sweep's.
+
+    A trial directory holds ``config.json`` and ``checkpoints/``; a sweep directory holds
+    ``spec.yaml``.
+    """
+    path = Path(path)
+    return (
+        (path / "config.json").is_file()
+        and (path / "checkpoints").is_dir()
+        and not (path / SPEC_FILE).exists()
+    )
+
+
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``gan-hpc export``."""
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (holds spec.yaml, trials/)")
     parser.add_argument(
-        "--top", dest="top_k", type=int, default=DEFAULT_TOP_K, help="how many trials to export"
+        "sweep_dir",
+        metavar="DIR",
+        type=Path,
+        help="a sweep directory (spec.yaml, trials/), or one trial's directory (gan-hpc train "
+        "--out: config.json, checkpoints/), exported as one bundle at --out",
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the bundles")
+    parser.add_argument(
+        "--top",
+        dest="top_k",
+        type=int,
+        help=f"how many trials of a sweep to export (default {DEFAULT_TOP_K})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for the bundles (a trial directory: the bundle folder itself)",
+    )
     parser.add_argument("--by", metavar="METRIC", help="rank by this metric, not the spec's score")
     parser.add_argument("--mode", choices=("min", "max"), help="direction of --by")
     parser.add_argument(
@@ -541,11 +570,42 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``gan-hpc export``: the bundle folders go to stdout, one a line."""
+    """Run ``gan-hpc export``: the bundle folders go to stdout, one a line.
+
+    Raises:
+        SweepError: the directory is missing, or ranking options were given for one trial.
+
+    """
+    if not args.sweep_dir.is_dir():
+        raise SweepError(f"{args.sweep_dir}: no such directory; give a sweep or trial directory")
+    if is_trial_dir(args.sweep_dir):
+        given = [
+            flag
+            for flag, value in (("--top", args.top_k), ("--by", args.by), ("--mode", args.mode))
+            if value is not None
+        ]
+        if given:
+            raise SweepError(
+                f"{args.sweep_dir}: a trial directory is exported alone; drop {', '.join(given)}"
+            )
+        bundle = export_trial(
+            args.sweep_dir,
+            args.out,
+            checkpoint=args.checkpoint,
+            use_torch_export=args.use_torch_export,
+            force=args.force,
+        )
+        sys.stdout.write(f"{bundle}\n")
+        return 0
+    if not (args.sweep_dir / SPEC_FILE).is_file():
+        raise SweepError(
+            f"{args.sweep_dir}: neither a sweep directory ({SPEC_FILE}) nor a trial directory "
+            "(config.json and checkpoints/)"
+        )
     bundles = export_sweep(
         args.sweep_dir,
         args.out,
-        top_k=args.top_k,
+        top_k=DEFAULT_TOP_K if args.top_k is None else args.top_k,
         by=args.by,
         mode=args.mode,
         checkpoint=args.checkpoint,

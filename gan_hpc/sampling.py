@@ -1,8 +1,9 @@
 """Sample files from a generator bundle, and the ``gan-hpc sample`` command.
 
-The output suffix picks the format: tables as ``.csv`` or ``.arff`` (the training columns and
-nominal values), images as a ``.png`` grid or ``.npz``, signals as ``.csv`` (long format) or
-``.npz``. Files are written atomically.
+The output suffix picks the format: tables as ``.csv``, ``.arff`` (the training columns and
+nominal values) or ``.parquet`` (dtypes and categories kept), images as a ``.png`` grid or
+``.npz``, signals as ``.csv`` or ``.parquet`` (long format) or ``.npz``. Files are written
+atomically.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from gan_hpc.visuals import image_grid
 DEFAULT_NUM_SAMPLES = 1000
 ARFF_DATE_PATTERN = "yyyy-MM-dd'T'HH:mm:ss"  # Java SimpleDateFormat, as ARFF DATE wants
 SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "tabular": (".csv", ".arff"),
+    "tabular": (".csv", ".arff", ".parquet"),
     "image": (".png", ".npz"),
-    "signal": (".csv", ".npz"),
+    "signal": (".csv", ".parquet", ".npz"),
 }
 
 
@@ -45,11 +46,12 @@ def write_samples(
 ) -> int:
     """Sample ``n`` and write them to ``path``; the suffix picks the format.
 
-    Tables: ``.csv`` or ``.arff`` (the training columns; ARFF declares the training nominal
-    values, missing values are ``?``). Images: ``.png`` (a grid) or ``.npz`` (``images`` in
-    pixel units, plus ``labels`` and ``label_names`` when class-conditional). Signals:
-    ``.csv`` in long format (``sample``, condition columns, the axis, one column per channel)
-    or ``.npz`` (``values``, ``axis``, ``conditions``, ``condition_names``, ``channel_names``).
+    Tables: ``.csv``, ``.arff`` (the training columns; ARFF declares the training nominal
+    values, missing values are ``?``) or ``.parquet`` (the DataFrame's dtypes and categories,
+    through pyarrow). Images: ``.png`` (a grid) or ``.npz`` (``images`` in pixel units, plus
+    ``labels`` and ``label_names`` when class-conditional). Signals: ``.csv`` or ``.parquet``
+    in long format (``sample``, condition columns, the axis, one column per channel) or
+    ``.npz`` (``values``, ``axis``, ``conditions``, ``condition_names``, ``channel_names``).
 
     Returns:
         The seed used (drawn when ``seed`` is None), so the file can be reproduced.
@@ -68,7 +70,10 @@ def write_samples(
         )
     draw = generator.draw(n, condition, seed)
     samples = generator.decode(draw)
-    if isinstance(samples, pd.DataFrame):
+    if suffix == ".parquet":
+        frame = samples.to_frame() if isinstance(samples, SignalSamples) else samples
+        atomic_write_bytes(path, parquet_bytes(frame, path))
+    elif isinstance(samples, pd.DataFrame):
         if suffix == ".arff" and isinstance(generator.transform, TabularTransform):
             atomic_write_text(path, arff_text(samples, generator.transform, relation=path.stem))
         else:
@@ -98,6 +103,22 @@ def write_samples(
             arrays["label_names"] = np.array(generator.condition.names)
         _write_npz(path, **arrays)
     return draw.seed
+
+
+def parquet_bytes(frame: pd.DataFrame, path: Path) -> bytes:
+    """A DataFrame as Parquet bytes (pyarrow keeps categories, their order and every dtype).
+
+    Raises:
+        SpecError: pyarrow is not installed.
+
+    """
+    try:
+        import pyarrow  # noqa: F401  # pandas' Parquet engine; installed with Ray
+    except ImportError:
+        raise SpecError(f"{path}: writing .parquet needs pyarrow (pip install pyarrow)") from None
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -187,7 +208,8 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         required=True,
-        help="tables: .csv/.arff; images: .png/.npz; signals: .csv (long format)/.npz",
+        help="tables: .csv/.arff/.parquet; images: .png/.npz; signals: .csv/.parquet (long "
+        "format)/.npz",
     )
 
 
