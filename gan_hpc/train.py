@@ -58,6 +58,7 @@ from gan_hpc.distributed import (
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import append_jsonl, atomic_write_json
 from gan_hpc.guards import GuardState
+from gan_hpc.hparams import write_trial_hparams
 from gan_hpc.locks import TrialLock
 from gan_hpc.losses import get_loss
 from gan_hpc.models import (
@@ -427,6 +428,7 @@ def train_trial(
             trial.update_status(state=status_state, step=step, message=message)
             if outcome in ENDED_OUTCOMES:
                 atomic_write_json(trial.result_path, result.to_dict())
+                write_trial_hparams(trial.path)  # TensorBoard's HParams view of the sweep
         return result
 
 
