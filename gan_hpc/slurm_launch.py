@@ -478,6 +478,7 @@ class SlurmLauncher(Launcher):
         by_name = {t.path.name: t for t in trials}
         ended_names = {t.path.name for t in ended}
         out = _run(["squeue", "-h", f"--name={spec.job_name}", "-o", "%i|%k|%T"], check=False)
+        cancelled: list[str] = []
         for line in out.splitlines():
             job_id, comment, state = (line.split("|") + ["", ""])[:3]
             name, launch, sweep = parse_comment(comment)
@@ -491,6 +492,13 @@ class SlurmLauncher(Launcher):
                 if launch == current:
                     update_launch(trial, cancelled_job=job_id.strip())
                 _run(["scancel", job_id.strip()], check=False)
+                cancelled.append(job_id.strip())
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while cancelled and time.monotonic() < deadline:  # gone from the node, files final
+            listed = _run(["squeue", "-h", "-j", ",".join(cancelled), "-o", "%i"], check=False)
+            if not listed.strip():
+                break
+            time.sleep(1.0)
 
 
 def sweep_key(trial: TrialDir) -> str:

@@ -887,6 +887,9 @@ def run_sweep(
         )
         ended = SweepSearcher(spec, str(sweep_dir)).reconcile()
         launcher.reconcile(launch_spec, trial_dirs(sweep_dir), ended)
+        for trial in ended:  # stopped by the scheduler just before a driver died
+            if (trial.path / STOP_FILE).exists() and not has_ended_state(trial):
+                trial.update_status(state="stopped", message="stopped early by the scheduler")
         # imported here: every trial's watcher actor imports this module, and scoring's
         # scikit-learn and scipy would add a second to each actor's start
         from gan_hpc.scoring import write_baselines
