@@ -560,6 +560,7 @@ class TrialWatcher(tune.Trainable):
             record = self._next_record()  # the last lines may land just before exit
             if record is not None:
                 return record
+            self._check_current()  # a newer driver may have stopped the job: it decides
             ended = self._ended_as(code)
             if ended is not None:
                 # the end-of-trial (test split) scores stay out of Tune: the search must
