@@ -231,7 +231,7 @@ def minimal_gan(
         nn.LeakyReLU(0.2),
         nn.Linear(width, 1),
     )
-    ema = copy.deepcopy(generator).eval()
+    ema = copy.deepcopy(generator).eval()  # averaged with a warm-up, as gan-hpc does
     opt_g = torch.optim.Adam(generator.parameters(), 5e-4, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(discriminator.parameters(), 5e-4, betas=(0.5, 0.9))
     ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
@@ -239,7 +239,7 @@ def minimal_gan(
     def judge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return discriminator(torch.cat([x, F.one_hot(y, num_classes).float()], 1))
 
-    for _ in range(num_steps):
+    for step in range(num_steps):
         index = torch.randint(len(data.x), (batch,))
         real_x, real_y = data.x[index], data.y[index]
         with torch.no_grad():
@@ -259,7 +259,7 @@ def minimal_gan(
         opt_g.step()
         with torch.no_grad():
             for averaged, live in zip(ema.parameters(), generator.parameters(), strict=True):
-                averaged.lerp_(live, 1 - 0.999)
+                averaged.lerp_(live, 1 - min(0.999, (1 + step) / (10 + step)))
             for averaged, live in zip(ema.buffers(), generator.buffers(), strict=True):
                 averaged.copy_(live)
     with torch.no_grad():

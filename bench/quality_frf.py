@@ -87,11 +87,11 @@ def minimal_cgan(
         nn.LeakyReLU(0.2),
         nn.Linear(width, 1),
     )
-    ema = copy.deepcopy(generator).eval()
+    ema = copy.deepcopy(generator).eval()  # averaged with a warm-up, as gan-hpc does
     opt_g = torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), 1e-3, betas=(0.5, 0.999))
     ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
-    for _ in range(num_steps):
+    for step in range(num_steps):
         index = torch.randint(len(flat), (batch,))
         real, cond = flat[index], fourier(train_cond[index])
         fake = generator(torch.cat([torch.randn(batch, latent), cond], 1))
@@ -112,7 +112,7 @@ def minimal_cgan(
         opt_g.step()
         with torch.no_grad():
             for averaged, live in zip(ema.parameters(), generator.parameters(), strict=True):
-                averaged.lerp_(live, 1 - 0.999)
+                averaged.lerp_(live, 1 - min(0.999, (1 + step) / (10 + step)))
             for averaged, live in zip(ema.buffers(), generator.buffers(), strict=True):
                 averaged.copy_(live)
     with torch.no_grad():
