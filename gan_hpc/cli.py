@@ -295,6 +295,48 @@ def _run_confirm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_dir_argument(parser)
+    parser.add_argument(
+        "--out", type=Path, help="the HTML file to write (default: <sweep>/report.html)"
+    )
+    parser.add_argument(
+        "--top", type=int, default=3, metavar="K", help="curves and samples of the K best (3)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="rank and sample every trial by its best or its last checkpoint",
+    )
+    parser.add_argument(
+        "--no-samples",
+        dest="use_samples",
+        action="store_false",
+        help="leave out the top trials' samples (no checkpoint or data is loaded)",
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    import time
+
+    from gan_hpc.report import write_report
+
+    started = time.perf_counter()
+    path, report = write_report(
+        args.sweep_dir,
+        args.out,
+        top_k=args.top,
+        checkpoint=args.checkpoint,
+        use_samples=args.use_samples,
+    )
+    print(
+        f"{path}: {path.stat().st_size / 1024:.0f} KiB, {report.num_figures} figures, "
+        f"built in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
 def _emit(line: str) -> None:
     """The live view's lines go to stderr, so stdout keeps only the leaderboard."""
     print(line, file=sys.stderr, flush=True)
@@ -359,6 +401,11 @@ COMMANDS: CommandTree = {
             "retrain the top K trials with S new seeds; report mean, spread and which held up",
             _add_confirm_arguments,
             _run_confirm,
+        ),
+        "report": Command(
+            "write one self-contained HTML report of a sweep: leaderboard, history, importances",
+            _add_report_arguments,
+            _run_report,
         ),
     },
 }

@@ -33,6 +33,7 @@ import pandas as pd
 import safetensors
 import safetensors.torch
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from gan_hpc import __version__
@@ -259,20 +260,7 @@ def export_trial(
     trial, bundle_dir = TrialDir(trial_dir), Path(bundle_dir)
     if bundle_dir.exists() and not force:
         raise SweepError(f"{bundle_dir}: already exists; pass --force to replace it")
-    checkpoint_path, state = _load_trial_checkpoint(trial, checkpoint)
-    record = state.get(checkpoint)
-    if not isinstance(record, Mapping) or not isinstance(record.get("metrics"), Mapping):
-        raise CheckpointError(f"{checkpoint_path}: no '{checkpoint}' record; re-run the trial")
-    if int(record["step"]) != int(state["step"]):
-        raise CheckpointError(
-            f"{checkpoint_path}: its '{checkpoint}' record is for step {record['step']} but it "
-            f"holds step {state['step']}; the file is inconsistent, export the other checkpoint"
-        )
-    try:
-        config = TrialConfig.from_dict(state["config"], source=f"{checkpoint_path}: config")
-        schema = DataSchema.from_dict(state["schema"])
-    except (GanHpcError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint_path}: unreadable config or schema ({exc})") from None
+    checkpoint_path, state, record, config, schema = _checked_checkpoint(trial, checkpoint)
     data_info = _read_data_info(trial, schema)
     weights, source = generator_weights(state, checkpoint_path)
     ranking = ranking or config.convergence
@@ -323,6 +311,48 @@ def export_trial(
         "exported %s (%s, step %d) to %s", trial.path.name, checkpoint, record["step"], bundle_dir
     )
     return bundle_dir
+
+
+def _checked_checkpoint(
+    trial: TrialDir, checkpoint: CheckpointKind
+) -> tuple[Path, dict[str, Any], Mapping[str, Any], TrialConfig, DataSchema]:
+    """The checkpoint file, its state, its own record, config and data schema, all checked."""
+    checkpoint_path, state = _load_trial_checkpoint(trial, checkpoint)
+    record = state.get(checkpoint)
+    if not isinstance(record, Mapping) or not isinstance(record.get("metrics"), Mapping):
+        raise CheckpointError(f"{checkpoint_path}: no '{checkpoint}' record; re-run the trial")
+    if int(record["step"]) != int(state["step"]):
+        raise CheckpointError(
+            f"{checkpoint_path}: its '{checkpoint}' record is for step {record['step']} but it "
+            f"holds step {state['step']}; the file is inconsistent, export the other checkpoint"
+        )
+    try:
+        config = TrialConfig.from_dict(state["config"], source=f"{checkpoint_path}: config")
+        schema = DataSchema.from_dict(state["schema"])
+    except (GanHpcError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint_path}: unreadable config or schema ({exc})") from None
+    return checkpoint_path, state, record, config, schema
+
+
+def trial_samples_figure(trial_dir: Path, *, checkpoint: CheckpointKind = "best") -> Figure:
+    """The model card's picture for a trial's checkpoint: samples next to real data.
+
+    The generator is loaded as a bundle would be, from a temporary folder outside the trial
+    directory (nothing is written into it); real data is shown when it can be read.
+
+    Raises:
+        CheckpointError: the checkpoint or ``data.json`` is missing, unreadable or inconsistent.
+
+    """
+    trial = TrialDir(trial_dir)
+    checkpoint_path, state, _, config, schema = _checked_checkpoint(trial, checkpoint)
+    data_info = _read_data_info(trial, schema)
+    weights, source = generator_weights(state, checkpoint_path)
+    with tempfile.TemporaryDirectory(prefix="gan-hpc-sampler-") as folder:
+        _write_core(Path(folder), weights, source, config, schema, data_info["transform"])
+        sampler = load_generator(folder)
+        real, _ = validation_data(config, data_info["source_hash"], schema)
+        return samples_figure(sampler, real)
 
 
 def _checkpoint_quality(
