@@ -714,12 +714,17 @@ def table_columns(df: pd.DataFrame) -> list[str]:
     """The columns a terminal leaderboard shows by default, most important first.
 
     Rank, trial, state, step, gate and score; flags, Pareto front and confirmation figures when
-    any row has them; the headline quality metrics of the sweep's data kind; the searched
-    parameters.
+    any row has them; the headline quality metrics of the sweep's data kind (but the one that
+    is the score); the searched parameters.
     """
     present = set(df.columns)
     kind = max(HEADLINE_COLUMNS, key=lambda k: sum(name in present for name in HEADLINE_COLUMNS[k]))
-    headline = [name for name in HEADLINE_COLUMNS[kind] if name in present]
+    # a headline metric the sweep ranks by is the score column already
+    headline = [
+        name
+        for name in HEADLINE_COLUMNS[kind]
+        if name in present and not _same_values(df[name], df["score"])
+    ]
     optional = [c for c in _TABLE_OPTIONAL if c in present and _has_values(df[c])]
     return [
         *(c for c in _TABLE_LEADING if c in present),
@@ -733,6 +738,11 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     """The searched-parameter columns of a leaderboard (those after the quality metrics)."""
     known = {*_LEADING_COLUMNS, *CONFIRM_COLUMNS, *METRIC_COLUMNS, "pareto_front", "checkpoint"}
     return [str(c) for c in df.columns if c not in known and not is_quality_metric(str(c))]
+
+
+def _same_values(column: pd.Series, other: pd.Series) -> bool:
+    """True when two columns hold the same values (missing ones included) in every row."""
+    return len(column) > 0 and all(_cell(a) == _cell(b) for a, b in zip(column, other, strict=True))
 
 
 def _has_values(column: pd.Series) -> bool:

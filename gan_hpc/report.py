@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from gan_hpc.config import ConvergenceConfig
 from gan_hpc.convergence import (
@@ -67,6 +67,7 @@ REPORT_FILE = "report.html"  # default: <sweep>/report.html
 DEFAULT_TOP_K = 3
 CURVE_METRICS = (D_ACC_HELDOUT, FOOLING_RATE, D_LOSS_GAP, DIVERSITY_RATIO)
 _DPI = 90
+_UNSET = -0.2  # where parallel coordinates draw a parameter a trial did not sample
 
 
 @dataclass
@@ -161,7 +162,12 @@ def build_report(
     report.add("Leaderboard", *_leaderboard_html(board, ranking, checkpoint))
     scored = _scored(trials)
     report.add("Optimisation history", *_figure_or_note(report, _history_figure, board, ranking))
-    searched = [key for key in spec.search if key in board.columns]
+    # parameters no scored trial sampled (a condition never held) have nothing to plot
+    searched = [
+        key
+        for key in spec.search
+        if key in board.columns and any(not _missing(v) for v in scored[key])
+    ]
     report.add("Parameter importances", *_importances_html(report, spec, scored, searched))
     report.add(
         "Parameters against the score",
@@ -196,7 +202,7 @@ def write_report(
     report = build_report(sweep_dir, top_k=top_k, checkpoint=checkpoint, use_samples=use_samples)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, report.to_html())
-    logger.info(
+    logger.debug(
         "wrote %s (%d figures) in %.1f s", path, report.num_figures, time.perf_counter() - started
     )
     return path, report
@@ -314,9 +320,14 @@ def param_importances(
 
     if len(scored) < 2 or not searched:
         return {}
-    study = optuna.create_study(
-        direction="maximize" if spec.ranking.score_mode == "max" else "minimize"
-    )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(
+            direction="maximize" if spec.ranking.score_mode == "max" else "minimize"
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     distributions = {key: _optuna_distribution(spec.search[key]) for key in searched}
     trials = []
     for row in scored.to_dict(orient="records"):
@@ -397,7 +408,9 @@ def _parallel_figure(
                 )
             )
             ticks.append((f"{shown[0]:.3g}", f"{shown[1]:.3g}"))
-        columns.append((raw - low) / (high - low) if high > low else np.full_like(raw, 0.5))
+        scaled = (raw - low) / (high - low) if high > low else np.full_like(raw, 0.5)
+        # a trial that did not sample the parameter (a condition left it out) passes below
+        columns.append(np.where(np.isnan(raw), _UNSET, scaled))
     matrix = np.vstack(columns).T
     scores = matrix[:, -1]
     if ranking.score_mode == "min":
@@ -411,9 +424,11 @@ def _parallel_figure(
         ax.axvline(position, color="black", linewidth=0.8)
         ax.annotate(bottom, (position, -0.06), ha="center", fontsize=7, annotation_clip=False)
         ax.annotate(top, (position, 1.03), ha="center", fontsize=7, annotation_clip=False)
+        if (matrix[:, position] == _UNSET).any():
+            ax.annotate("unset", (position, _UNSET - 0.07), ha="center", fontsize=7)
     ax.set_xticks(range(len(axes)), [short[k] for k in axes], fontsize=8)
     ax.set_yticks([])
-    ax.set_ylim(-0.1, 1.1)
+    ax.set_ylim(_UNSET - 0.1, 1.1)
     ax.set_title("parallel coordinates (darker: better score)", fontsize=9)
     figure.tight_layout()
     return figure
@@ -439,6 +454,12 @@ def _slice_figure(
             ax.set_xticks(range(len(labels)), [label[:12] for label in labels], fontsize=7)
         elif isinstance(spec.search[key], LogUniform):
             ax.set_xscale("log")
+            # three labelled ticks over the data: matplotlib's minor labels would overlap
+            finite = values[np.isfinite(values)]
+            ends = (float(finite.min()), float(finite.max()))
+            ticks = sorted({ends[0], math.sqrt(ends[0] * ends[1]), ends[1]})
+            ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(short[key], fontsize=8)
         ax.tick_params(labelsize=7)
         if (index - 1) % num_cols == 0:

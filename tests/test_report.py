@@ -95,17 +95,23 @@ def test_default_output_is_in_the_sweep(sweep: Path, tmp_path: Path) -> None:
     assert "samples figure" not in (copy / "report.html").read_text()
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_report_of_an_interrupted_sweep(tmp_path: Path) -> None:
     spec = sweep_spec_from_dict(SPEC_DOCUMENT, source="toy.yaml")
     write_spec(tmp_path, spec)
     config = trial_config_for(spec, {"loss.name": "hinge", "optim.generator.lr": 1e-4})
     make_trial(tmp_path, "a", config=config, evaluations=[(100, metrics(0.9, 0.5, 0.2))])
     make_trial(tmp_path, "b", config=config)  # pending: no evaluation
-    report = build_report(tmp_path, top_k=3)
-    page = report.to_html()
+    page = build_report(tmp_path, top_k=3).to_html()
     assert "<h2>Top 1 trials" in page and "a (running, step 100)" in page
     assert "No importances" in page  # a single scored trial
     assert "a: no samples" in page  # no checkpoint to sample from
+    # a second scored trial: the figures are drawn; loss.clip_value (never sampled) is left out
+    config = trial_config_for(spec, {"loss.name": "bce_logits", "optim.generator.lr": 1e-3})
+    make_trial(tmp_path, "c", config=config, evaluations=[(200, metrics(0.9, 0.5, 0.1))])
+    report = build_report(tmp_path, top_k=3)
+    alts = [alt for alt, _ in PNG.findall(report.to_html())]
+    assert {"history figure", "parallel figure", "slice figure"} <= set(alts)
 
 
 @pytest.mark.parametrize(
