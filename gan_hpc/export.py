@@ -5,7 +5,9 @@ figure from one checkpoint: the best or the last) and writes, for each of the to
 ``<out>/<rank>-<trial_id>/`` plus ``<out>/leaderboard.csv`` of what it exported. A bundle is
 assembled in a hidden temporary folder beside its target, loaded back with
 :func:`~gan_hpc.bundle.load_generator` (so a bundle that would not load is never published),
-then renamed into place; an existing bundle is replaced only with ``force``.
+then renamed into place; an existing bundle is replaced only with ``force``. A single trial
+directory (``gan-hpc train --out DIR``) is exported alone by :func:`export_trial`, and
+:func:`trial_samples_figure` draws a checkpoint's model-card picture without writing a bundle.
 """
 
 from __future__ import annotations
