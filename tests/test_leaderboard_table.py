@@ -148,3 +148,7 @@ def test_status_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["sweep", "status", str(tmp_path), "--columns", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--columns: no column 'nope'" in err[0]
+
+
+def test_a_sweep_without_trials_renders_the_headers() -> None:
+    assert format_table(rank_trials([], RANKING)) == "rank  trial  state  step  gate  score\n"
