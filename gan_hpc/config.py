@@ -369,7 +369,7 @@ class ConvergenceConfig:
         require(self.num_eval_samples >= 10, "num_eval_samples", "must be >= 10")
         at_evaluations = self.use_quality_at_evaluations
         require(
-            at_evaluations or not is_quality_metric(self.score) or self.checkpoint_score,
+            bool(at_evaluations or not is_quality_metric(self.score) or self.checkpoint_score),
             "checkpoint_score",
             f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
             "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap), or set "
@@ -529,9 +529,9 @@ def with_absolute_data_paths(config: TrialConfig) -> TrialConfig:
     submission directory of its own), so ``config.json`` must hold absolute paths.
     """
     data = config.data
-    paths = {
-        name: str(Path(value).expanduser().absolute())
-        for name in ("path", "test_path")
-        if (value := getattr(data, name)) is not None
-    }
-    return replace(config, data=replace(data, **paths)) if paths else config
+
+    def absolute(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().absolute())
+
+    absolute_data = replace(data, path=absolute(data.path), test_path=absolute(data.test_path))
+    return config if absolute_data == data else replace(config, data=absolute_data)

@@ -470,13 +470,13 @@ def rank_trials(
     rows.sort(key=lambda row: _sort_key(row, ranking))
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
-    for name, metrics in (baselines or {}).items():
+    for name, reference in (baselines or {}).items():
         rows.append(
             {
                 "trial_id": f"{BASELINE_PREFIX}{name}",
                 "state": "baseline",
-                "score": metrics.get(ranking.score, math.nan),
-                **{key: metrics.get(key, math.nan) for key in quality_keys},
+                "score": reference.get(ranking.score, math.nan),
+                **{key: reference.get(key, math.nan) for key in quality_keys},
             }
         )
     extra = list(CONFIRM_COLUMNS) if confirmations else []

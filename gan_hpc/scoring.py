@@ -28,7 +28,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from gan_hpc.bundle import Draw, SampleGenerator
+from gan_hpc.bundle import Draw, SampleGenerator, SignalSamples
 from gan_hpc.checkpoint import generator_weights, load_checkpoint
 from gan_hpc.config import QualityConfig, TrialConfig, is_quality_metric
 from gan_hpc.config_validation import config_to_dict
@@ -186,6 +186,8 @@ def _signal_inputs(
     z = sample_latent(len(test), model.latent_dim, model.latent_distribution, generator=rng)
     x = sampler.generate(z, test.cond)
     generated = sampler.decode(Draw(z=z, cond=test.cond, x=x, seed=seed))
+    if not isinstance(generated, SignalSamples):
+        raise TypeError(f"{sampler.path}: a signal generator decoded to {type(generated)}")
     real = np.asarray(_decode_split(data, test))
     conditions = None
     if test.cond is not None and data.schema.condition is not None:
