@@ -53,6 +53,7 @@ from gan_hpc.launch import (
     train_command,
     update_launch,
 )
+from gan_hpc.safety import check_safe_to_unpickle
 from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
 
@@ -320,7 +321,9 @@ class SlurmJob(TrialJob):
             result = self.job.task(0).paths.result_pickle
             if self._state == "UNKNOWN" and result.exists():
                 # neither sacct nor the controller knows the job (no accounting, or purged):
-                # submitit's result file of rank 0 still tells how it ended
+                # submitit's result file of rank 0 still tells how it ended; it is a pickle, so
+                # it must not be writable by anyone else (nor its folders up to the trial's)
+                check_safe_to_unpickle(result, root=result.parents[2])
                 outcome, _ = pickle_load(result)
                 self._state = "COMPLETED" if outcome == "success" else "FAILED"
         return self._state

@@ -32,7 +32,6 @@ Sweep directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -68,7 +67,7 @@ from gan_hpc.launch import (
     read_launch,
     update_launch,
 )
-from gan_hpc.locks import DriverLock
+from gan_hpc.locks import DriverLock, exit_driver
 from gan_hpc.rank import (
     BASELINES_FILE,
     RAY_DIR,
@@ -95,6 +94,7 @@ from gan_hpc.trial_dir import (
     FINAL_STATES,
     RESULT_FILE,
     TrialDir,
+    parse_metrics_line,
 )
 
 logger = get_logger(__name__)
@@ -598,7 +598,7 @@ class TrialWatcher(tune.Trainable):
                 if not line.endswith("\n"):  # nothing more, or a line still being written
                     return None
                 self.offset = handle.tell()
-                record = _parse(line)
+                record = parse_metrics_line(line)  # a torn line never hides the next
                 if record is None or record.get(names.STEP, 0) <= self.reported_step:
                     continue
                 self.reported_step = int(record[names.STEP])
@@ -688,15 +688,6 @@ def _fail(trial: TrialDir, code: int, summary: str) -> None:
 def has_ended_state(trial: TrialDir) -> bool:
     """True when ``status.json`` holds a final state."""
     return trial.read_status().state in FINAL_STATES
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    """One JSON record, or None for a corrupt line."""
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 class SweepProgress(tune.Callback):
@@ -875,7 +866,8 @@ def run_sweep(
     launcher.check(launch_spec)
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with DriverLock(sweep_dir / DRIVER_LOCK_FILE):
+    # a driver whose lock another took over exits at once, as if killed: the new one adopts
+    with DriverLock(sweep_dir / DRIVER_LOCK_FILE, on_lost=exit_driver):
         if restore:
             if not (sweep_dir / SPEC_FILE).exists():
                 raise SweepError(f"{sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")

@@ -75,6 +75,9 @@ def test_local_sweep_end_to_end(tmp_path: Path) -> None:
         check=True,
     )
     board = pd.read_csv(io.StringIO(status.stdout))
+    baselines = board[board["state"] == "baseline"]
+    assert set(baselines["trial_id"]) == {"baseline:mean_curve", "baseline:real_data"}
+    board = board[board["state"] != "baseline"]
     assert len(board) == 4 and board["trial_id"].nunique() == 4
     # gate first, then the score ascending inside each gate group
     gates = board["gate"].astype(bool).tolist()
