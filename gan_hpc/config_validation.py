@@ -236,7 +236,27 @@ def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:
             value = yaml.safe_load(raw)
         except (yaml.YAMLError, RecursionError):
             value = raw
+    if _nesting_depth(value) > MAX_OVERRIDE_DEPTH:
+        raise SpecError(f"{source}: {key}: value nested too deeply; simplify it")
     return key, value
+
+
+MAX_OVERRIDE_DEPTH = 32  # no config field nests this deep; deeper values would overflow copies
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_OVERRIDE_DEPTH:
+            break
+        if isinstance(item, Mapping):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def apply_overrides(
