@@ -38,6 +38,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from gan_hpc.launch import read_launch, trainer_pids
+from gan_hpc.slurm_launch import parse_comment, sweep_key
 from gan_hpc.trial_dir import TrialDir
 
 ENDED_OK = {"finished", "stopped"}
@@ -247,11 +248,16 @@ def check_sweep(outcome: SweepOutcome, *, num_samples: int, launcher: str) -> No
 def _check_slurm_jobs(outcome: SweepOutcome, trials: list[TrialDir]) -> None:
     """Every job of the sweep in sacct: none still queued, none overlapping another."""
     name = f"gan-hpc.{outcome.sweep_dir.name}"
+    # only this sweep directory's jobs: accounting keeps earlier sweeps of the same name
+    key = sweep_key(trials[0]) if trials else ""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        queued = subprocess.run(
-            ["squeue", "-h", f"--name={name}", "-o", "%i %k"], capture_output=True, text=True
-        ).stdout.strip()
+        listed = subprocess.run(
+            ["squeue", "-h", f"--name={name}", "-o", "%i|%k"], capture_output=True, text=True
+        ).stdout
+        queued = " ".join(
+            line for line in listed.splitlines() if parse_comment(line.partition("|")[2])[2] == key
+        )
         if not queued:
             break
         time.sleep(1)
@@ -275,7 +281,9 @@ def _check_slurm_jobs(outcome: SweepOutcome, trials: list[TrialDir]) -> None:
     jobs: dict[str, list[tuple[str, str, str, str]]] = {}
     for line in out.splitlines():
         job_id, comment, start, end, state = (line.split("|") + [""] * 5)[:5]
-        jobs.setdefault(comment.split("/")[0], []).append((job_id, start, end, state))
+        trial_id, _, job_key = parse_comment(comment)
+        if job_key == key:
+            jobs.setdefault(trial_id, []).append((job_id, start, end, state))
     for trial in trials:
         mine = sorted(j for j in jobs.get(trial.path.name, []) if j[1] != "Unknown")
         launches = read_launch(trial).launch
