@@ -15,6 +15,7 @@ job's comment for SLURM) before it starts anything, so a trial never has two job
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -323,10 +324,9 @@ def stop_leftover_trainers(trials: Sequence[TrialDir], grace_s: float = LEFTOVER
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    """Send ``sig`` to ``pid``; a process that is gone (or not ours) needs nothing more."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _alive(pid: int) -> bool:
