@@ -26,5 +26,5 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check gan_hpc tests bench
+	$(VENV)/bin/ruff check gan_hpc tests bench scripts
 	$(VENV)/bin/mypy
