@@ -42,20 +42,20 @@ from gan_hpc.checkpoint import (
 )
 from gan_hpc.config import TrialConfig, load_trial_config
 from gan_hpc.config_validation import add_override_argument
-from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
+from gan_hpc.convergence import gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
+from gan_hpc.dist_env import DistEnv, dist_env_from_environ
 from gan_hpc.distributed import (
-    DistEnv,
     all_reduce_mean,
     any_rank,
     broadcast_from_main,
-    dist_env_from_environ,
     process_group,
     replica_fingerprints,
     select_device,
     wait_for_all,
 )
 from gan_hpc.errors import GanHpcError, SpecError
+from gan_hpc.evaluation import evaluate_convergence
 from gan_hpc.files import append_jsonl, atomic_write_json
 from gan_hpc.guards import GuardState
 from gan_hpc.hparams import write_trial_hparams

@@ -45,7 +45,7 @@ import numpy as np
 import pytest
 
 from gan_hpc import cli
-from gan_hpc.distributed import free_port
+from gan_hpc.dist_env import free_port
 from gan_hpc.export import export_sweep
 from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import (
