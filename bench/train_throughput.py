@@ -23,7 +23,7 @@ import torch
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.data.datasets import load_dataset
-from gan_hpc.distributed import free_port
+from gan_hpc.dist_env import free_port
 from gan_hpc.losses import get_loss
 from gan_hpc.models import build_models
 from gan_hpc.train import train_trial

@@ -21,7 +21,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from gan_hpc._logging import get_logger
-from gan_hpc.distributed import DistEnv, any_rank, broadcast_from_main
+from gan_hpc.dist_env import DistEnv
+from gan_hpc.distributed import any_rank, broadcast_from_main
 from gan_hpc.errors import CheckpointError
 from gan_hpc.files import atomic_write_bytes
 

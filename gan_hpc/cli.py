@@ -1,7 +1,8 @@
 """The ``gan-hpc`` command line: argparse subcommands, one ``add_arguments``/``run`` pair each.
 
 A :class:`~gan_hpc.errors.GanHpcError` becomes one line on stderr and exit code 2; any other
-exception keeps its traceback. Ray and Optuna are imported only by the commands that run sweeps.
+exception keeps its traceback. The parser is built from cheap modules (no torch, pandas, Ray or
+Optuna), so ``--help`` is instant; each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -11,23 +12,18 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, get_args
 
 from gan_hpc import __version__
 from gan_hpc._logging import configure, get_logger
-from gan_hpc.config import DataConfig
+from gan_hpc.arguments import add_export_arguments, add_sample_arguments, build_train_parser
+from gan_hpc.config import DataConfig, DataFormat
 from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
-from gan_hpc.data.describe import describe
-from gan_hpc.data.readers import FORMATS, format_for_path, read_data
 from gan_hpc.errors import GanHpcError, SweepError
-from gan_hpc.export import add_export_arguments, run_export
-from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, format_leaderboard, sweep_leaderboard
-from gan_hpc.sampling import add_sample_arguments, run_sample
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
-from gan_hpc.train import build_arg_parser as add_train_arguments
-from gan_hpc.train import run_from_args as run_train
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = get_logger(__name__)
 
@@ -49,7 +45,9 @@ class Command:
 def _add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=Path, help="a data file (or an FRF folder)")
     parser.add_argument(
-        "--format", choices=FORMATS, help="the reader to use (default: from the suffix)"
+        "--format",
+        choices=get_args(DataFormat),
+        help="the reader to use (default: from the suffix)",
     )
     parser.add_argument(
         "--synthetic-frf", action="store_true", help="show the built-in FRF simulator's data"
@@ -58,6 +56,9 @@ def _add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
+    from gan_hpc.data.describe import describe
+    from gan_hpc.data.readers import format_for_path, read_data
+
     if args.synthetic_frf:
         document: dict[str, object] = {"format": "synthetic_frf", "conditional": True}
     elif args.path is not None:
@@ -122,6 +123,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[SweepSpec, Path]:
     """The spec and sweep directory of `sweep run`/`submit`; refuses a sweep without --resume."""
+    from gan_hpc.rank import SPEC_FILE
+
     spec = load_sweep_spec(args.spec, overrides)
     if args.smoke:
         spec = smoke_overrides(spec)
@@ -143,6 +146,7 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    from gan_hpc.rank import SPEC_FILE
     from gan_hpc.tune import has_tune_state, run_sweep  # Ray and Optuna load only here
 
     launcher = [f"launcher={args.launcher}"] if args.launcher else []
@@ -157,6 +161,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 def _run_submit(args: argparse.Namespace) -> int:
     from gan_hpc.launch import get_launcher, launch_spec_for
+    from gan_hpc.rank import SPEC_FILE, TRIALS_DIR
     from gan_hpc.slurm_launch import submit_driver
     from gan_hpc.tune import prepare_sweep_dir
 
@@ -242,7 +247,7 @@ def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = N
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from gan_hpc.rank import ranking_rule, read_spec
+    from gan_hpc.rank import format_leaderboard, ranking_rule, read_spec, sweep_leaderboard
 
     if not args.sweep_dir.is_dir():
         raise SweepError(f"{args.sweep_dir}: not a directory")
@@ -276,7 +281,7 @@ def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_confirm(args: argparse.Namespace) -> int:
     from gan_hpc.confirm import confirm_sweep, format_confirmations
-    from gan_hpc.rank import read_spec, write_leaderboard
+    from gan_hpc.rank import format_leaderboard, read_spec, sweep_leaderboard, write_leaderboard
     from gan_hpc.safety import check_sweep_dir_safe
 
     check_sweep_dir_safe(args.sweep_dir)  # the launchers unpickle submitit's result files
@@ -337,6 +342,24 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    from gan_hpc.train import run_from_args
+
+    return run_from_args(args)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from gan_hpc.export import run_export
+
+    return run_export(args)
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from gan_hpc.sampling import run_sample
+
+    return run_sample(args)
+
+
 def _emit(line: str) -> None:
     """The live view's lines go to stderr, so stdout keeps only the leaderboard."""
     print(line, file=sys.stderr, flush=True)
@@ -366,15 +389,17 @@ COMMANDS: CommandTree = {
     },
     "train": Command(
         "train one trial (a trial config, or a sweep spec's base config) into --out DIR",
-        add_train_arguments,
-        run_train,
+        build_train_parser,
+        _run_train,
     ),
     "export": Command(
         "export the top trials of a sweep, or one trial directory, as generator bundles",
         add_export_arguments,
-        run_export,
+        _run_export,
     ),
-    "sample": Command("sample from an exported generator bundle", add_sample_arguments, run_sample),
+    "sample": Command(
+        "sample from an exported generator bundle", add_sample_arguments, _run_sample
+    ),
     "sweep": {
         "validate": Command("check a sweep file and exit", _add_spec_argument, _run_validate),
         "run": Command(

@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from gan_hpc import __version__
+from gan_hpc.arguments import DEFAULT_TOP_K
 from gan_hpc.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -86,7 +87,6 @@ from gan_hpc.trial_dir import QUALITY_KEY, TrialDir
 logger = logging.getLogger(__name__)
 
 CheckpointKind = Literal["best", "last"]
-DEFAULT_TOP_K = 3
 # Metrics where larger is better, for --by without --mode; other evaluation metrics are
 # minimised, and quality metrics go their own way (gan_hpc.quality_names.metric_mode).
 HIGHER_IS_BETTER = frozenset({FOOLING_RATE, D_FAKE_MEAN, CONVERGED, SAMPLES_PER_S})
@@ -561,44 +561,6 @@ def is_trial_dir(path: Path) -> bool:
         and (path / "checkpoints").is_dir()
         and not (path / SPEC_FILE).exists()
     )
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``gan-hpc export``."""
-    parser.add_argument(
-        "sweep_dir",
-        metavar="DIR",
-        type=Path,
-        help="a sweep directory (spec.yaml, trials/), or one trial's directory (gan-hpc train "
-        "--out: config.json, checkpoints/), exported as one bundle at --out",
-    )
-    parser.add_argument(
-        "--top",
-        dest="top_k",
-        type=int,
-        help=f"how many trials of a sweep to export (default {DEFAULT_TOP_K})",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="folder for the bundles (a trial directory: the bundle folder itself)",
-    )
-    parser.add_argument("--by", metavar="METRIC", help="rank by this metric, not the spec's score")
-    parser.add_argument("--mode", choices=("min", "max"), help="direction of --by")
-    parser.add_argument(
-        "--checkpoint",
-        choices=("best", "last"),
-        default="best",
-        help="export (and rank by) each trial's best or last checkpoint",
-    )
-    parser.add_argument(
-        "--torch-export",
-        dest="use_torch_export",
-        action="store_true",
-        help=f"also write {PROGRAM_FILE} (torch.export), when the generator allows it",
-    )
-    parser.add_argument("--force", action="store_true", help="replace existing bundles")
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_hpc._logging import get_logger
-from gan_hpc.distributed import free_port
+from gan_hpc.dist_env import free_port
 from gan_hpc.errors import GanHpcError, LaunchError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.sweep_spec import SlurmConfig, SweepSpec

@@ -27,7 +27,6 @@ from gan_hpc.errors import SpecError
 from gan_hpc.files import atomic_write_bytes, atomic_write_text
 from gan_hpc.visuals import image_grid
 
-DEFAULT_NUM_SAMPLES = 1000
 ARFF_DATE_PATTERN = "yyyy-MM-dd'T'HH:mm:ss"  # Java SimpleDateFormat, as ARFF DATE wants
 SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "tabular": (".csv", ".arff", ".parquet"),
@@ -184,33 +183,6 @@ def arff_text(frame: pd.DataFrame, transform: TabularTransform, *, relation: str
 
 
 # ------------------------------------------------------------------------------------ the CLI
-
-
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``gan-hpc sample``."""
-    parser.add_argument("bundle", type=Path, help="a bundle folder written by `gan-hpc export`")
-    parser.add_argument(
-        "-n",
-        "--num-samples",
-        type=int,
-        default=DEFAULT_NUM_SAMPLES,
-        help=f"how many samples (default {DEFAULT_NUM_SAMPLES})",
-    )
-    parser.add_argument(
-        "--condition",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a class (y=yes, label=3) or a coordinate in data units (x_m=0.3); repeatable",
-    )
-    parser.add_argument("--seed", type=int, help="the same seed gives the same samples")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="tables: .csv/.arff/.parquet; images: .png/.npz; signals: .csv/.parquet (long "
-        "format)/.npz",
-    )
 
 
 def parse_conditions(items: Sequence[str]) -> dict[str, str] | None:

@@ -40,7 +40,7 @@ import submitit
 from submitit.core.utils import FailedJobError, pickle_load
 
 from gan_hpc._logging import get_logger
-from gan_hpc.distributed import dist_env_from_environ
+from gan_hpc.dist_env import dist_env_from_environ
 from gan_hpc.errors import LaunchError
 from gan_hpc.launch import (
     EXIT_CANCELLED,

@@ -31,6 +31,7 @@ from torch.utils.data import DistributedSampler
 
 from gan_hpc import convergence as names
 from gan_hpc._logging import configure, get_logger
+from gan_hpc.arguments import build_train_parser
 from gan_hpc.checkpoint import (
     BEST_NAME,
     gather_rng_states,
@@ -41,21 +42,20 @@ from gan_hpc.checkpoint import (
     step_checkpoint_name,
 )
 from gan_hpc.config import TrialConfig, load_trial_config
-from gan_hpc.config_validation import add_override_argument
-from gan_hpc.convergence import evaluate_convergence, gate_holds, selection_key
+from gan_hpc.convergence import gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
+from gan_hpc.dist_env import DistEnv, dist_env_from_environ
 from gan_hpc.distributed import (
-    DistEnv,
     all_reduce_mean,
     any_rank,
     broadcast_from_main,
-    dist_env_from_environ,
     process_group,
     replica_fingerprints,
     select_device,
     wait_for_all,
 )
 from gan_hpc.errors import GanHpcError, SpecError
+from gan_hpc.evaluation import evaluate_convergence
 from gan_hpc.files import append_jsonl, atomic_write_json
 from gan_hpc.guards import GuardState
 from gan_hpc.hparams import write_trial_hparams
@@ -579,32 +579,6 @@ def _stop_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Arguments of ``gan-hpc train`` and ``python -m gan_hpc.train``."""
-    parser = parser or argparse.ArgumentParser(
-        prog="python -m gan_hpc.train",
-        description="Train one GAN trial (DDP-aware; torchrun works).",
-    )
-    parser.add_argument(
-        "config",
-        type=Path,
-        help="a trial directory (with config.json), a trial config, or a sweep spec (its base)",
-    )
-    parser.add_argument(
-        "--out", type=Path, help="trial directory to write (required unless CONFIG is one)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the checkpoints already in --out"
-    )
-    parser.add_argument(
-        "--max-steps",
-        type=int,
-        help="stop this run after step N (checkpointed), without changing the config",
-    )
-    add_override_argument(parser, "override a config value")
-    return parser
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Resolve the config and trial directory, train, and map the outcome to an exit status."""
     if args.config.is_dir():
@@ -632,7 +606,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gan_hpc.train``: exit 0 finished/diverged, 2 bad input, 75 requeue, 1 crash."""
-    args = build_arg_parser().parse_args(argv)
+    args = build_train_parser().parse_args(argv)
     configure()
     try:
         return run_from_args(args)

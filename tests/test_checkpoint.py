@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gan_hpc.checkpoint import load_resume_checkpoint, save_checkpoint, step_checkpoint_name
-from gan_hpc.distributed import DistEnv, free_port, process_group
+from gan_hpc.dist_env import DistEnv, free_port
+from gan_hpc.distributed import process_group
 from gan_hpc.errors import CheckpointError
 
 # each case: the step checkpoints rank 0 and rank 1 see ("bad" = truncated), what both load

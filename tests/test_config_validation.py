@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gan_hpc import cli
+from gan_hpc.arguments import build_train_parser
 from gan_hpc.config_validation import add_override_argument
-from gan_hpc.train import build_arg_parser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_set_takes_several_pairs_and_repeats() -> None:
 
 
 @pytest.mark.parametrize(
-    "parser", [_parser(), build_arg_parser(), cli.build_parser()], ids=["any", "train", "cli"]
+    "parser", [_parser(), build_train_parser(), cli.build_parser()], ids=["any", "train", "cli"]
 )
 def test_a_pair_without_equals_is_one_line(
     parser: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]
@@ -52,7 +52,7 @@ def test_validate_with_several_pairs(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_train_module_takes_several_pairs() -> None:
-    args = build_arg_parser().parse_args(
+    args = build_train_parser().parse_args(
         ["c.yaml", "--out", "o", "--set", "train.num_steps=5", "train.batch_size=8"]
     )
     assert args.overrides == ["train.num_steps=5", "train.batch_size=8"]

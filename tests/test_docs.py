@@ -45,7 +45,8 @@ import numpy as np
 import pytest
 
 from gan_hpc import cli
-from gan_hpc.distributed import free_port
+from gan_hpc.arguments import build_train_parser
+from gan_hpc.dist_env import free_port
 from gan_hpc.export import export_sweep
 from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import (
@@ -55,7 +56,6 @@ from gan_hpc.sweep_spec import (
     sweep_spec_from_dict,
     trial_config_for,
 )
-from gan_hpc.train import build_arg_parser as train_arg_parser
 from gan_hpc.train import train_trial
 
 REPO = Path(__file__).resolve().parents[1]
@@ -439,7 +439,7 @@ def check_command(command: DocCommand, workspace: Workspace) -> None:
     if words[0] == "torchrun":
         return check_torchrun(words, workspace)
     if words[:3] == ["python", "-m", "gan_hpc.train"]:
-        train_arg_parser().parse_args(expand(words[3:], workspace))
+        build_train_parser().parse_args(expand(words[3:], workspace))
         return None
     if words[:3] == ["python", "-m", "gan_hpc"]:
         words = ["gan-hpc", *words[3:]]
@@ -515,7 +515,7 @@ def check_torchrun(words: list[str], workspace: Workspace) -> None:
     torchrun = get_args_parser().parse_args(words[1:])
     assert torchrun.module and torchrun.training_script == "gan_hpc.train", "not gan_hpc.train"
     argv = expand(torchrun.training_script_args, workspace)
-    train_arg_parser().parse_args(argv)
+    build_train_parser().parse_args(argv)
     if ("torchrun",) in workspace.done_once:
         return
     workspace.done_once.add(("torchrun",))
@@ -549,7 +549,7 @@ def _all_options(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_readme_names_only_options_that_exist() -> None:
     """An option named in README prose (`--smoke`, `--launcher local`) is one the CLI has."""
-    known = _all_options(cli.build_parser()) | _all_options(train_arg_parser()) | FOREIGN_OPTIONS
+    known = _all_options(cli.build_parser()) | _all_options(build_train_parser()) | FOREIGN_OPTIONS
     text = (REPO / "README.md").read_text()
     named = {m.group(1) for m in re.finditer(r"`(--[a-z][\w-]*)", text)}
     assert named <= known, f"README.md names options no command has: {sorted(named - known)}"

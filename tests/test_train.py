@@ -20,7 +20,8 @@ import gan_hpc.train as train_module
 from gan_hpc import convergence as names
 from gan_hpc.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
 from gan_hpc.config import TrialConfig
-from gan_hpc.distributed import free_port, weights_fingerprint
+from gan_hpc.dist_env import free_port
+from gan_hpc.distributed import weights_fingerprint
 from gan_hpc.train import train_trial
 from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config

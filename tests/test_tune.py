@@ -18,16 +18,8 @@ from gan_hpc.errors import LaunchError
 from gan_hpc.launch import EXIT_CANCELLED, EXIT_LOST, read_launch, update_launch
 from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
-from gan_hpc.tune import (
-    STOP_FILE,
-    STUDY_FILE,
-    TRIAL_KEY,
-    SweepASHA,
-    SweepSearcher,
-    after_job_end,
-    has_ended,
-    trial_dirs,
-)
+from gan_hpc.tune import STUDY_FILE, SweepASHA, SweepSearcher, has_ended, trial_dirs
+from gan_hpc.watcher import STOP_FILE, TRIAL_KEY, after_job_end
 
 METRIC = "conditional_rmse"
 

@@ -38,7 +38,7 @@ from gan_hpc.launch import (
 from gan_hpc.slurm_launch import SlurmJob, job_comment, render_driver_script, sweep_key
 from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, TrialDir
-from gan_hpc.tune import after_job_end
+from gan_hpc.watcher import after_job_end
 from tests.helpers import small_frf_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,97 @@
+"""A trial's watcher stays light: what it runs imports no torch, scikit-learn or matplotlib."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray import tune
+
+from gan_hpc.rank import TRIALS_DIR, write_spec
+from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
+from gan_hpc.watcher import TRIAL_KEY, SweepContext, TrialWatcher
+
+HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "scipy", "optuna")
+
+# What a watcher actor runs at setup and while it polls, in a fresh interpreter.
+WATCHER_SETUP = """
+import sys
+from pathlib import Path
+
+from gan_hpc.launch import get_launcher, launch_spec_for
+from gan_hpc.sweep_spec import trial_config_for
+from gan_hpc.trial_dir import TrialDir, parse_metrics_line
+from gan_hpc.watcher import SweepContext, TrialWatcher, after_job_end
+
+context = SweepContext(sweep_dir=sys.argv[1])
+spec = context.spec()
+assert context.is_current()
+launch_spec = launch_spec_for(spec)
+get_launcher("slurm")
+local = get_launcher("local")
+trial = TrialDir(Path(sys.argv[1]) / "trials" / "trial_0000")
+trial.path.mkdir(parents=True)
+trial.write_config(trial_config_for(spec, {}))
+assert local.attach(trial, launch_spec, include_ended=True) is None
+assert parse_metrics_line('{"step": 10, "d_loss": 0.7}\\n') == {"step": 10, "d_loss": 0.7}
+print(",".join(sorted(m for m in sys.argv[2].split(",") if m in sys.modules)))
+"""
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    spec: SweepSpec = sweep_spec_from_dict(
+        {
+            "name": "light",
+            "base": {"data": {"format": "synthetic_frf", "conditional": True}},
+            "search": {"optim.generator.lr": {"loguniform": [1.0e-4, 1.0e-3]}},
+            "tune": {"metric": "conditional_rmse", "num_samples": 1},
+            "ranking": {"score": "conditional_rmse"},
+        }
+    )
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    write_spec(sweep_dir, spec)
+    return sweep_dir
+
+
+def test_watcher_setup_imports_no_torch(tmp_path: Path) -> None:
+    sweep_dir = _sweep_dir(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", WATCHER_SETUP, str(sweep_dir), ",".join(HEAVY_MODULES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == ""
+    assert (sweep_dir / TRIALS_DIR / "trial_0000" / "config.json").is_file()
+
+
+class _ModulesProbe(TrialWatcher):
+    """The real watcher's setup; its one step reports which heavy modules its actor holds."""
+
+    def step(self) -> dict[str, Any]:
+        return {"heavy": ",".join(m for m in HEAVY_MODULES if m in sys.modules), "done": True}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_watcher_actor_imports_no_torch(tmp_path: Path) -> None:
+    import ray
+
+    sweep_dir = _sweep_dir(tmp_path)
+    context = SweepContext(sweep_dir=str(sweep_dir))
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            tune.with_parameters(_ModulesProbe, context=context),
+            param_space={TRIAL_KEY: "trial_0000"},
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    assert results.errors == []
+    assert results[0].metrics["heavy"] == ""
+    assert (sweep_dir / TRIALS_DIR / "trial_0000" / "config.json").is_file()
