@@ -54,7 +54,7 @@ from gan_hpc.launch import (
     update_launch,
 )
 from gan_hpc.safety import check_safe_to_unpickle
-from gan_hpc.slurm_poll import ACTIVE_STATES, JobPoller, PolledJob, poll_folder
+from gan_hpc.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
 from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
 
@@ -358,7 +358,9 @@ class SlurmJob(TrialJob):
                 self.polled.refresh()
                 if self.state() not in ACTIVE_STATES:
                     return
-            elif not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
+                time.sleep(TICK_S)  # the poller answers a refresh within a tick
+                continue
+            if not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
                 return
             time.sleep(1.0)
         logger.warning("slurm job %s still holds its node after scancel", self.job_id)

@@ -59,7 +59,7 @@ REFRESH_FILE = "refresh"
 STATES_FILE = "states.json"
 FAST_POLL_S = 2.0  # while jobs start, and right after one changed state
 SLOW_POLL_S = 30.0  # the longest interval, reached while every job runs
-MIN_GAP_S = 1.0  # refresh requests never bring two polls closer than this
+MIN_GAP_S = 0.5  # refresh requests never bring two polls closer than this
 TICK_S = 0.5  # how often the poller looks for a refresh request (a stat)
 READ_EVERY_S = 1.0  # how often a watcher reads states.json
 STALE_AFTER_S = 120.0  # an answer this old (or none this long): the watcher asks SLURM itself
@@ -298,6 +298,7 @@ class PolledJob:
 
     def refresh(self) -> None:
         """Ask the poller for an answer now (a new job, a trial that ended, a cancel)."""
+        self._read_at = float("-inf")  # and read it as soon as asked
         with contextlib.suppress(OSError):
             (self.folder / REFRESH_FILE).touch()
 
