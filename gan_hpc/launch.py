@@ -94,6 +94,8 @@ class LaunchSpec:
     threads_per_rank: int = 1
     slurm: SlurmConfig = field(default_factory=SlurmConfig)  # sbatch settings (slurm launcher)
     job_name: str = "gan-hpc"
+    # the driver run whose job poller answers for the trial's job; "": it is asked about alone
+    driver_token: str = ""
 
 
 class TrialJob(abc.ABC):
@@ -166,6 +168,16 @@ class Launcher(abc.ABC):
     def check(self, spec: LaunchSpec) -> None:
         """Raise :class:`LaunchError` (one line) when trials like ``spec`` cannot be started."""
         return None  # a launcher that starts local processes has nothing to ask
+
+    def watch_jobs(
+        self, spec: LaunchSpec, sweep_dir: Path
+    ) -> contextlib.AbstractContextManager[Any]:
+        """While open, the driver run ``spec.driver_token`` watches all its trials' jobs at once.
+
+        The SLURM launcher polls the scheduler once per interval for every job
+        (:mod:`gan_hpc.slurm_poll`); local processes need nothing.
+        """
+        return contextlib.nullcontext()
 
 
 def train_command(trial: TrialDir) -> list[str]:
@@ -377,11 +389,12 @@ def get_launcher(name: str) -> Launcher:
     return LAUNCHERS[name]()
 
 
-def launch_spec_for(spec: SweepSpec) -> LaunchSpec:
-    """What the launcher needs to start a trial of ``spec``."""
+def launch_spec_for(spec: SweepSpec, *, driver_token: str = "") -> LaunchSpec:
+    """What the launcher needs to start a trial of ``spec`` (watched by driver ``driver_token``)."""
     return LaunchSpec(
         world_size=spec.resources.world_size,
         nodes=spec.resources.nodes,
         slurm=spec.slurm,
         job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
+        driver_token=driver_token,
     )

@@ -54,13 +54,14 @@ from gan_hpc.launch import (
     update_launch,
 )
 from gan_hpc.safety import check_safe_to_unpickle
+from gan_hpc.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
 from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
 
 logger = get_logger(__name__)
 
 SLURM_DIR = "slurm"  # <trial_dir>/slurm/<job_id>/: submitit's folder for the trial's jobs
-# sacct is the accounting database: ask it at most this often per trial, whatever the polling
+# A job watched without the driver's poller (gan_hpc.slurm_poll) is asked about this often
 STATE_REFRESH_S = 5.0
 CANCEL_WAIT_S = 90.0  # how long cancel() waits for the job to leave the node
 # A job neither squeue nor sacct knows for this long is lost (purged, or a wiped controller)
@@ -87,24 +88,6 @@ STOP_WAIT_S = 300.0
 SIGTERM_GRACE_S = 20.0
 TAIL_LINES = 8
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
-# A job in one of these states may still run: re-attach to it, keep watching it.
-ACTIVE_STATES = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "REQUEUED",
-        "REQUEUE_FED",
-        "REQUEUE_HOLD",
-        "RESIZING",
-        "SUSPENDED",
-        "STOPPED",
-        "SIGNALING",
-        "STAGE_OUT",
-        "RESV_DEL_HOLD",
-    }
-)
 # torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
 NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
@@ -304,9 +287,10 @@ def _trainer_preexec() -> None:
 class SlurmJob(TrialJob):
     """A trial's SLURM job, watched through squeue and sacct; its end mapped to an exit status."""
 
-    def __init__(self, job: submitit.Job[Any]) -> None:
+    def __init__(self, job: submitit.Job[Any], *, polled: PolledJob | None = None) -> None:
         self.job = job
         self.job_id = str(job.job_id)
+        self.polled = polled  # the driver's poller answers; None (or stale): ask SLURM here
         self._state = "PENDING"
         self._exit: int | None = None
         self._checked_at = float("-inf")
@@ -314,10 +298,17 @@ class SlurmJob(TrialJob):
         self._preempted_since: float | None = None
 
     def state(self) -> str:
-        """The job's SLURM state (PENDING, RUNNING, COMPLETED, ...), refreshed every few seconds."""
-        if time.monotonic() - self._checked_at >= STATE_REFRESH_S:
+        """The job's SLURM state (PENDING, RUNNING, COMPLETED, ...), refreshed every few seconds.
+
+        From the driver's poller when one answers, else from squeue and sacct directly.
+        """
+        answer = self.polled.read() if self.polled is not None else None
+        direct = self.polled is None or self.polled.is_stale
+        if answer is None and direct and time.monotonic() - self._checked_at >= STATE_REFRESH_S:
             self._checked_at = time.monotonic()
-            self._state, self._exit = slurm_outcome(self.job_id)
+            answer = slurm_outcome(self.job_id)
+        if answer is not None:
+            self._state, self._exit = answer
             result = self.job.task(0).paths.result_pickle
             if self._state == "UNKNOWN" and result.exists():
                 # neither sacct nor the controller knows the job (no accounting, or purged):
@@ -363,6 +354,12 @@ class SlurmJob(TrialJob):
         while time.monotonic() < deadline:
             # accounting says CANCELLED at once; the controller lists the job until its
             # processes are gone (COMPLETING), and the next trial needs those CPUs
+            if self.polled is not None and not self.polled.is_stale:
+                self.polled.refresh()
+                if self.state() not in ACTIVE_STATES:
+                    return
+                time.sleep(TICK_S)  # the poller answers a refresh within a tick
+                continue
             if not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
                 return
             time.sleep(1.0)
@@ -428,7 +425,7 @@ class SlurmLauncher(Launcher):
             raise LaunchError(f"{trial.path}: {message}") from None
         trial.update_status(state="pending", job_id=str(job.job_id))
         logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
-        return SlurmJob(job)
+        return _watched(job, trial, spec)
 
     def attach(
         self, trial: TrialDir, spec: LaunchSpec, *, include_ended: bool = False
@@ -464,7 +461,11 @@ class SlurmLauncher(Launcher):
             folder=trial.path / SLURM_DIR / "%j", job_id=job_id, tasks=range(spec.world_size)
         )
         logger.info("watching slurm job %s of %s again", job_id, trial.path)
-        return SlurmJob(job)
+        return _watched(job, trial, spec)
+
+    def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
+        """The poller of driver run ``spec.driver_token``: one squeue call per interval for all."""
+        return JobPoller(poll_folder(sweep_dir, spec.driver_token), job_name=spec.job_name)
 
     def reconcile(
         self, spec: LaunchSpec, trials: Sequence[TrialDir], ended: Sequence[TrialDir]
@@ -502,6 +503,15 @@ class SlurmLauncher(Launcher):
             if not listed.strip():
                 break
             time.sleep(1.0)
+
+
+def _watched(job: submitit.Job[Any], trial: TrialDir, spec: LaunchSpec) -> SlurmJob:
+    """The trial's job, answered by its driver's poller when the spec names a driver run."""
+    if not spec.driver_token:
+        return SlurmJob(job)
+    sweep_dir = trial.path.resolve().parent.parent  # <sweep_dir>/trials/<trial_id>
+    folder = poll_folder(sweep_dir, spec.driver_token)
+    return SlurmJob(job, polled=PolledJob(folder, str(job.job_id), trial=trial))
 
 
 def sweep_key(trial: TrialDir) -> str:

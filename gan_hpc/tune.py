@@ -662,12 +662,14 @@ def run_sweep(
         ):
             emit(f"all {spec.tune.num_samples} trials have ended")
             return update_leaderboard(spec, sweep_dir)
-        _start_ray(num_cpus)
-        try:
-            callbacks = [SweepProgress(spec, emit, sweep_dir)]
-            build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
-        finally:
-            ray.shutdown()
+        # one scheduler query per interval for all trials' jobs, answered to this run's watchers
+        with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
+            _start_ray(num_cpus)
+            try:
+                callbacks = [SweepProgress(spec, emit, sweep_dir)]
+                build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
+            finally:
+                ray.shutdown()
         SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
         return update_leaderboard(spec, sweep_dir)
 

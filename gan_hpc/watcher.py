@@ -108,7 +108,7 @@ class TrialWatcher(tune.Trainable):
         if not (self.trial.path / PARAMS_FILE).exists():
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
-        self.launch_spec = launch_spec_for(self.spec)
+        self.launch_spec = launch_spec_for(self.spec, driver_token=context.driver_token)
         self.job: TrialJob | None = None
         self.reported_step = 0
         self.last_result: dict[str, Any] = {}

@@ -1,0 +1,255 @@
+"""What a SLURM sweep's driver costs as it watches more trials: scheduler calls and memory.
+
+For each size N, a real sweep (`gan-hpc sweep run`, launcher slurm, FIFO) of N tiny concurrent
+trials runs on the test cluster (`slurm/cluster.sh start`). Once all N jobs run and report, it is
+watched for ``--window-s`` seconds, then interrupted (its jobs are cancelled). Printed per N:
+
+- squeue+sacct calls per minute over the window: *after* = the sweep's poller's own counters
+  (``<sweep_dir>/slurm_poll/<token>/states.json``); *before* = the old rule, every watcher asking
+  squeue every 5 s while its job runs (N x 12 per minute); and sdiag's squeue RPCs from every
+  client of the controller (other users included: an upper bound);
+- the driver's memory in all: the `gan-hpc sweep run` process and every process under it (Ray's
+  gcs_server, raylet, workers and actors), summed RSS and summed PSS (``/proc/PID/smaps_rollup``;
+  PSS counts shared pages once, closer to what a job's cgroup is charged), peak over the window,
+  and per watched trial.
+
+The test node has 2 CPUs: the partition is oversubscribed for the run (``scontrol update
+PartitionName=... OverSubscribe=FORCE:K``) and restored to its setting afterwards.
+
+    python bench/driver_scale.py [--trials 2 8 32] [--window-s 60] [--partition debug]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+OLD_REFRESH_S = 5.0  # the per-watcher rule this replaces: one squeue per job every 5 s
+START_TIMEOUT_S = 900.0
+
+
+def sweep_spec(name: str, num_trials: int) -> dict:
+    """N tiny trials that train far longer than the window (the bench stops them)."""
+    return {
+        "name": name,
+        "seed": 0,
+        "base": {
+            "data": {
+                "format": "synthetic_frf",
+                "conditional": True,
+                "synthetic": {"num_points": 64, "num_frequencies": 32},
+            },
+            "model": {
+                "latent_dim": 8,
+                "generator": {"depth": 1, "width": 16},
+                "discriminator": {"depth": 1, "width": 16},
+            },
+            "train": {"batch_size": 16, "num_steps": 1_000_000, "eval_every_steps": 500},
+        },
+        "search": {"optim.generator.lr": {"loguniform": [5.0e-4, 3.0e-3]}},
+        "tune": {
+            "metric": "conditional_rmse",
+            "num_samples": num_trials,
+            "max_concurrent_trials": num_trials,
+            "scheduler": "fifo",
+        },
+        "launcher": "slurm",
+        "slurm": {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 0.25, "driver_cpus": 1},
+        "ranking": {"score": "conditional_rmse", "num_eval_samples": 32},
+    }
+
+
+@contextmanager
+def oversubscribed(partition: str, jobs_per_cpu: int) -> Iterator[None]:
+    """Let ``jobs_per_cpu`` jobs share each CPU of ``partition``; restore its setting after."""
+    shown = subprocess.run(
+        ["scontrol", "show", "partition", partition], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"OverSubscribe=(\S+)", shown)
+    before = match.group(1) if match else "NO"
+    subprocess.run(
+        ["scontrol", "update", f"PartitionName={partition}", f"OverSubscribe=FORCE:{jobs_per_cpu}"],
+        check=True,
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["scontrol", "update", f"PartitionName={partition}", f"OverSubscribe={before}"],
+            check=True,
+        )
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process under it (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB from smaps_rollup; (0, 0) when it is gone."""
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def job_states(job_name: str) -> list[str]:
+    """The states of the queued and running jobs named ``job_name``."""
+    out = subprocess.run(
+        ["squeue", "-h", f"--name={job_name}", "-o", "%T"], capture_output=True, text=True
+    ).stdout
+    return out.split()
+
+
+def squeue_rpcs() -> int:
+    """The controller's count of job-info RPCs (squeue's), from every client."""
+    out = subprocess.run(["sdiag"], capture_output=True, text=True).stdout
+    return sum(int(m) for m in re.findall(r"REQUEST_JOB_INFO\S*\s+\(\s*\d+\)\s+count:(\d+)", out))
+
+
+def poll_counts(sweep_dir: Path) -> tuple[int, float]:
+    """(squeue + sacct calls so far, when) from the sweep's poller; (0, now) before it writes."""
+    total = 0
+    for states in sweep_dir.glob("slurm_poll/*/states.json"):
+        try:
+            answer = json.loads(states.read_text())
+        except (OSError, ValueError):
+            continue
+        total += int(answer.get("num_squeue_calls", 0)) + int(answer.get("num_sacct_calls", 0))
+    return total, time.monotonic()
+
+
+def measure(num_trials: int, window_s: float, root: Path) -> dict[str, float]:
+    """Run one sweep of ``num_trials``; the window's call rates and peak memory."""
+    name = f"driver-scale-{num_trials}-{os.getpid()}"
+    spec_file = root / f"{name}.yaml"
+    spec_file.write_text(yaml.safe_dump(sweep_spec(name, num_trials)))
+    sweep_dir = root / "runs" / name
+    job_name = f"gan-hpc.{name}"
+    log = open(root / f"{name}.log", "w")  # noqa: SIM115 (open for the driver's lifetime)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gan_hpc",
+            "sweep",
+            "run",
+            str(spec_file),
+            "--out",
+            str(root / "runs"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if driver.poll() is not None:
+                raise SystemExit(f"the sweep exited {driver.returncode}; see {log.name}")
+            running = job_states(job_name).count("RUNNING")
+            trials = list((sweep_dir / "trials").glob("*/metrics.jsonl"))
+            if running == num_trials and len(trials) == num_trials:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {running}/{num_trials} jobs ran after {START_TIMEOUT_S} s")
+            time.sleep(2.0)
+        calls_start, start = poll_counts(sweep_dir)
+        rpcs_start = squeue_rpcs()
+        peak_rss = peak_pss = 0
+        while time.monotonic() - start < window_s:
+            usage = [memory_kib(pid) for pid in descendants(driver.pid)]
+            peak_rss = max(peak_rss, sum(u[0] for u in usage))
+            peak_pss = max(peak_pss, sum(u[1] for u in usage))
+            time.sleep(2.0)
+        calls_end, end = poll_counts(sweep_dir)
+        rpcs = squeue_rpcs() - rpcs_start
+        still_running = job_states(job_name).count("RUNNING")
+    finally:
+        driver.send_signal(signal.SIGINT)  # Tune stops its trials; the watchers cancel the jobs
+        try:
+            driver.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(descendants(driver.pid)):
+                os.kill(pid, signal.SIGKILL)
+            driver.wait()
+        subprocess.run(["scancel", f"--name={job_name}"])
+        log.close()
+    minutes = (end - start) / 60
+    return {
+        "running": still_running,
+        "before": num_trials * 60 / OLD_REFRESH_S,
+        "after": (calls_end - calls_start) / minutes,
+        "sdiag": rpcs / minutes,
+        "rss_gib": peak_rss / 2**20,
+        "pss_gib": peak_pss / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, nargs="+", default=[2, 8, 32])
+    parser.add_argument("--window-s", type=float, default=60.0)
+    parser.add_argument("--partition", default="debug")
+    args = parser.parse_args()
+    cpus = os.cpu_count() or 1
+    rows = {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        oversubscribed(args.partition, math.ceil(max(args.trials) / cpus) + 1),
+    ):
+        for num_trials in args.trials:
+            rows[num_trials] = measure(num_trials, args.window_s, Path(tmp))
+    print(f"window {args.window_s:.0f} s with all trials running; calls = squeue + sacct per min")
+    header = (
+        f"{'trials':>6s} {'calls before':>12s} {'calls after':>11s} {'ratio':>6s} "
+        f"{'sdiag squeue':>12s} {'RSS GiB':>8s} {'PSS GiB':>8s} {'RSS/trial':>9s} "
+        f"{'PSS/trial':>9s}"
+    )
+    print(header)
+    for num_trials, row in rows.items():
+        ratio = row["before"] / row["after"] if row["after"] else math.inf
+        print(
+            f"{num_trials:6d} {row['before']:12.1f} {row['after']:11.1f} {ratio:6.1f} "
+            f"{row['sdiag']:12.1f} {row['rss_gib']:8.2f} {row['pss_gib']:8.2f} "
+            f"{row['rss_gib'] * 1024 / num_trials:7.0f}MB "
+            f"{row['pss_gib'] * 1024 / num_trials:7.0f}MB"
+        )
+    print("targets: 32 trials within 2 GiB of driver memory in all, 100 within 4 GiB")
+
+
+if __name__ == "__main__":
+    main()
