@@ -532,12 +532,18 @@ class TrialWatcher(tune.Trainable):
         if not (self.trial.path / PARAMS_FILE).exists():
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
-        self.launch_spec = launch_spec_for(self.spec)
+        self.launch_spec = launch_spec_for(self.spec, use_warm_trainers=True)
         self.job: TrialJob | None = None
         self.reported_step = 0
         self.last_result: dict[str, Any] = {}
         self.offset = 0
         self._epoch_checked_at = time.monotonic()
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Watch another trial in this actor (``reuse_actors``): its warm trainers carry over."""
+        self.cleanup()  # Tune skips stop() for an actor it reuses: the old job still ends here
+        self.setup(new_config, self.context)
+        return True
 
     def step(self) -> dict[str, Any]:
         """Block until the trial reports a new evaluation (or ends); return it to Tune."""
@@ -814,6 +820,9 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=-1,  # the searcher counts trial directories against num_samples
             trial_dirname_creator=lambda trial: trial.trial_id,
+            # one watcher actor watches trial after trial: no actor start per trial, and the
+            # local launcher's warm trainers (imported while the last trial trained) carry over
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=run_name,
