@@ -542,7 +542,8 @@ class TrialWatcher(tune.Trainable):
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Watch another trial in this actor (``reuse_actors``): its warm trainers carry over."""
         self.cleanup()  # Tune skips stop() for an actor it reuses: the old job still ends here
-        self.setup(new_config, self.context)
+        # this class's own setup: with_parameters' subclass would fetch the context again
+        TrialWatcher.setup(self, new_config, self.context)
         return True
 
     def step(self) -> dict[str, Any]:
