@@ -2,10 +2,12 @@
 
 The sweep runs through the real CLI (`gan-hpc sweep run`, one trial at a time, FIFO scheduler,
 so no trial is stopped early); the baseline then trains the very same trial configs with
-``train_trial`` in one process, without Ray. Also printed: Ray's start-up time and the driver's
-peak memory (the CLI process, and Ray's own processes beside it).
+``train_trial`` in one process, without Ray. One run measures each trial length given (steps per
+trial; about 1200 steps take 10 s and 3000 take 25 s on the 2-core test machine) and prints one
+table with the ratios. Also printed: Ray's start-up time and the driver's peak memory (the CLI
+process, and Ray's own processes beside it).
 
-    python bench/sweep_overhead.py [--trials 4] [--steps 3000]
+    python bench/sweep_overhead.py [--trials 4] [--steps 1200 3000]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -110,42 +113,70 @@ def ray_startup_s() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One trial length's sweep against the same trials back to back."""
+
+    num_steps: int
+    trial_mean_s: float
+    baseline_wall_s: float
+    sweep_wall_s: float
+    driver_gib: float
+    ray_gib: float
+
+    @property
+    def ratio(self) -> float:
+        """Sweep wall time over back-to-back wall time."""
+        return self.sweep_wall_s / self.baseline_wall_s
+
+
+def measure(root: Path, num_trials: int, num_steps: int) -> Measured:
+    """Sweep ``num_trials`` trials of ``num_steps``, then train the same ones back to back."""
+    spec_file = root / "overhead.yaml"
+    spec_file.write_text(yaml.safe_dump(sweep_spec(num_trials, num_steps)))
+    sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs")
+    configs = [TrialDir(p).read_config() for p in sorted((root / "runs/overhead/trials").iterdir())]
+    started = time.perf_counter()
+    for index, config in enumerate(configs):
+        train_trial(config, root / "baseline" / str(index))
+    baseline_wall = time.perf_counter() - started
+    return Measured(
+        num_steps=num_steps,
+        trial_mean_s=baseline_wall / len(configs),
+        baseline_wall_s=baseline_wall,
+        sweep_wall_s=sweep_wall,
+        driver_gib=driver_gib,
+        ray_gib=ray_gib,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3000, help="generator steps per trial")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        spec_file = root / "overhead.yaml"
-        spec_file.write_text(yaml.safe_dump(sweep_spec(args.trials, args.steps)))
-        sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs")
-
-        configs = [
-            TrialDir(p).read_config() for p in sorted((root / "runs/overhead/trials").iterdir())
-        ]
-        started = time.perf_counter()
-        per_trial = []
-        for index, config in enumerate(configs):
-            t = time.perf_counter()
-            train_trial(config, root / "baseline" / str(index))
-            per_trial.append(time.perf_counter() - t)
-        baseline_wall = time.perf_counter() - started
-        startup = ray_startup_s()
-
-    overhead = sweep_wall / baseline_wall - 1.0
-    print(
-        f"{args.trials} trials x {args.steps} steps, one at a time; "
-        f"trial mean {sum(per_trial) / len(per_trial):.1f} s"
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[1200, 3000], help="generator steps per trial"
     )
-    print(f"{'measure':48s} {'value':>10s}")
-    print(f"{'train_trial back to back, no Ray (s)':48s} {baseline_wall:10.1f}")
-    print(f"{'gan-hpc sweep run, Ray Tune + Optuna (s)':48s} {sweep_wall:10.1f}")
-    print(f"{'sweep / back-to-back':48s} {sweep_wall / baseline_wall:10.3f}")
-    print(f"{'overhead':48s} {overhead * 100:9.1f}%")
-    print(f"{'ray.init in a fresh process (s)':48s} {startup:10.2f}")
-    print(f"{'driver peak RSS (GiB)':48s} {driver_gib:10.2f}")
-    print(f"{'Ray processes peak RSS, summed (GiB)':48s} {ray_gib:10.2f}")
+    args = parser.parse_args()
+    rows = []
+    for num_steps in args.steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(measure(Path(tmp), args.trials, num_steps))
+    startup = ray_startup_s()
+
+    print(f"{args.trials} trials per sweep, one at a time (FIFO); the same trials back to back")
+    header = (
+        f"{'steps':>6s} {'trial s':>8s} {'back-to-back s':>15s} {'sweep s':>8s} "
+        f"{'sweep/b2b':>10s} {'s/trial':>8s} {'driver GiB':>11s} {'Ray GiB':>8s}"
+    )
+    print(header)
+    for row in rows:
+        extra_per_trial = (row.sweep_wall_s - row.baseline_wall_s) / args.trials
+        print(
+            f"{row.num_steps:6d} {row.trial_mean_s:8.1f} {row.baseline_wall_s:15.1f} "
+            f"{row.sweep_wall_s:8.1f} {row.ratio:10.3f} {extra_per_trial:8.2f} "
+            f"{row.driver_gib:11.2f} {row.ray_gib:8.2f}"
+        )
+    print(f"ray.init in a fresh process: {startup:.2f} s")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import abc
 import contextlib
 import ctypes
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from gan_hpc.dist_env import free_port
 from gan_hpc.errors import GanHpcError, LaunchError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.sweep_spec import SlurmConfig, SweepSpec
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial_dir import WARM_TRAINER_FLAG, TrialDir
 
 logger = get_logger(__name__)
 
@@ -96,6 +97,9 @@ class LaunchSpec:
     job_name: str = "gan-hpc"
     # the driver run whose job poller answers for the trial's job; "": it is asked about alone
     driver_token: str = ""
+    # local launcher: after each start, keep a spare trainer per rank that imports torch
+    # while the trial trains, for this process's next start (a sweep's reused watcher)
+    use_warm_trainers: bool = False
 
 
 class TrialJob(abc.ABC):
@@ -185,6 +189,71 @@ def train_command(trial: TrialDir) -> list[str]:
     return [sys.executable, "-m", "gan_hpc.train", str(trial.path)]
 
 
+def warm_trainer_command() -> list[str]:
+    """A spare trainer: the same entry point, waiting for its trial on stdin."""
+    return [sys.executable, "-m", "gan_hpc.train", WARM_TRAINER_FLAG]
+
+
+class WarmTrainers:
+    """Spare ``python -m gan_hpc.train --warm`` processes, one per rank of the next start.
+
+    A fresh trainer spends seconds importing torch and the rest before its first step; a
+    spare spends them while the previous trial trains. A spare is a child of this process
+    (it dies with it, like any rank), so a reused Ray actor keeps its spares across trials.
+    """
+
+    def __init__(self) -> None:
+        self._spares: list[tuple[int, subprocess.Popen[bytes]]] = []  # (threads, process)
+
+    def take(self, threads_per_rank: int) -> subprocess.Popen[bytes] | None:
+        """A live spare started for ``threads_per_rank`` threads, or None."""
+        while self._spares:
+            threads, process = self._spares.pop(0)
+            if threads == threads_per_rank and process.poll() is None:
+                return process
+            _dismiss(process)
+        return None
+
+    def refill(self, count: int, threads_per_rank: int) -> None:
+        """Start spares until ``count`` wait."""
+        while len(self._spares) < count:
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "PYTHONUNBUFFERED": "1"}
+            process = subprocess.Popen(
+                warm_trainer_command(),
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+            self._spares.append((threads_per_rank, process))
+
+
+def _dismiss(process: subprocess.Popen[bytes]) -> None:
+    """End of input: a spare that has no trial exits."""
+    if process.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
+
+
+def _hand_over(
+    process: subprocess.Popen[bytes], trial: TrialDir, env: dict[str, str], log: Path
+) -> bool:
+    """Send a spare its trial; False when it died meanwhile (start a cold trainer instead)."""
+    request = {"argv": train_command(trial)[3:], "env": env, "log": str(log)}
+    assert process.stdin is not None
+    try:
+        process.stdin.write((json.dumps(request) + "\n").encode())
+        process.stdin.close()
+    except BrokenPipeError:
+        return False
+    return True
+
+
+# the spares of this process: Tune reuses a watcher's actor, and each trial gets a new launcher
+WARM_TRAINERS = WarmTrainers()
+
+
 class LocalJob(TrialJob):
     """The ranks of one trial as child processes of this process."""
 
@@ -261,18 +330,24 @@ class LocalLauncher(Launcher):
                 "PYTHONUNBUFFERED": "1",
             }
             log_path = trial.logs / f"rank-{rank}.log"
-            with open(log_path, "ab") as log:
-                processes.append(
-                    subprocess.Popen(
-                        train_command(trial),
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        preexec_fn=die_with_parent,
+            spare = WARM_TRAINERS.take(spec.threads_per_rank) if spec.use_warm_trainers else None
+            if spare is not None and _hand_over(spare, trial, env, log_path):
+                processes.append(spare)
+            else:
+                with open(log_path, "ab") as log:
+                    processes.append(
+                        subprocess.Popen(
+                            train_command(trial),
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent,
+                        )
                     )
-                )
             logs.append(log_path)
+        if spec.use_warm_trainers:
+            WARM_TRAINERS.refill(spec.world_size, spec.threads_per_rank)
         job = LocalJob(processes, logs)
         trial.update_status(state="running", job_id=job.job_id)
         logger.debug("started %s for %s", job.job_id, trial.path)
@@ -296,7 +371,8 @@ def trainer_pids(trials: Sequence[TrialDir]) -> dict[int, Path]:
     """Processes running ``python -m gan_hpc.train`` on one of ``trials`` (pid -> trial dir).
 
     Read from ``/proc``, so it finds trainers whatever started them (a killed driver's
-    watcher, a previous launch), and never a recycled pid of another program.
+    watcher, a previous launch), and never a recycled pid of another program. A warm
+    trainer names no trial on its command line; its stdout, ``<trial>/logs/rank-N.log``, does.
     """
     wanted = {str(t.path): t.path for t in trials} | {str(t.path.resolve()): t.path for t in trials}
     found: dict[int, Path] = {}
@@ -308,8 +384,16 @@ def trainer_pids(trials: Sequence[TrialDir]) -> dict[int, Path]:
         except OSError:
             continue
         args = [a.decode(errors="replace") for a in argv if a]
-        if len(args) >= 4 and args[1:3] == ["-m", "gan_hpc.train"] and args[3] in wanted:
-            found[int(entry.name)] = wanted[args[3]]
+        if len(args) < 4 or args[1:3] != ["-m", "gan_hpc.train"]:
+            continue
+        trial = args[3]
+        if trial == WARM_TRAINER_FLAG:
+            try:
+                trial = str(Path(os.readlink(entry / "fd" / "1")).parent.parent)
+            except OSError:
+                continue
+        if trial in wanted:
+            found[int(entry.name)] = wanted[trial]
     return found
 
 
@@ -389,12 +473,22 @@ def get_launcher(name: str) -> Launcher:
     return LAUNCHERS[name]()
 
 
-def launch_spec_for(spec: SweepSpec, *, driver_token: str = "") -> LaunchSpec:
-    """What the launcher needs to start a trial of ``spec`` (watched by driver ``driver_token``)."""
+def launch_spec_for(
+    spec: SweepSpec, *, driver_token: str = "", use_warm_trainers: bool = False
+) -> LaunchSpec:
+    """What the launcher needs to start a trial of ``spec``.
+
+    Args:
+        spec: the sweep's spec.
+        driver_token: the driver run whose job poller answers for the trial's job.
+        use_warm_trainers: keep spare trainers for the next local start (a sweep's watcher).
+
+    """
     return LaunchSpec(
         world_size=spec.resources.world_size,
         nodes=spec.resources.nodes,
         slurm=spec.slurm,
         job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
         driver_token=driver_token,
+        use_warm_trainers=use_warm_trainers,
     )

@@ -13,7 +13,9 @@ Exit statuses are in :mod:`gan_hpc.trial_dir` (0 finished, diverged or halted, 2
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import signal
 import sys
 import time
@@ -22,7 +24,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -83,6 +85,7 @@ from gan_hpc.trial_dir import (
     EXIT_OK,
     EXIT_REQUEUE,
     TRAIN_LOCK_FILE,
+    WARM_TRAINER_FLAG,
     TrialDir,
 )
 from gan_hpc.visuals import log_sample_pictures
@@ -618,5 +621,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def serve_warm(requests: TextIO) -> int:
+    """``python -m gan_hpc.train --warm``: import what a trial needs, then run the one it is sent.
+
+    A launcher starts this spare while the previous trial trains, so the next trial skips the
+    interpreter's start: torch, TorchDynamo (which the optimisers import on their first call),
+    TensorBoard and the end-of-trial scorers, several seconds in all. The request is one JSON
+    line, ``{"argv": [...], "env": {...}, "log": path}``: the arguments, environment and log
+    file that a cold ``python -m gan_hpc.train`` would get. End of input (the launcher went
+    away, or has no trial for it) ends the spare.
+
+    Returns:
+        the trial's exit status, as :func:`main`'s.
+
+    """
+    _import_trial_dependencies()
+    line = requests.readline()
+    if not line.strip():
+        return EXIT_OK
+    request = json.loads(line)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    # the log takes over stdout and stderr: what the trial prints lands where a cold start's
+    # would, and /proc/<pid>/fd/1 tells which trial this process trains (launch.trainer_pids)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, sys.stdout.fileno())
+    os.dup2(log, sys.stderr.fileno())
+    os.close(log)
+    return main(request["argv"])
+
+
+def _import_trial_dependencies() -> None:
+    """Import the modules every trial loads on its way (seconds in a fresh interpreter)."""
+    import torch._dynamo  # noqa: F401  # the optimisers' first call imports it (seconds)
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+    from gan_hpc import scoring  # noqa: F401  # end-of-trial scores (scikit-learn, scipy)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_warm(sys.stdin) if sys.argv[1:] == [WARM_TRAINER_FLAG] else main())

@@ -42,6 +42,9 @@ EXIT_OK = 0  # finished, diverged or halted (status.json says which)
 EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
+# `python -m gan_hpc.train --warm`: a spare trainer that imports torch and the rest, then runs
+# the one trial a launcher sends on its stdin (see gan_hpc.train.serve_warm)
+WARM_TRAINER_FLAG = "--warm"
 
 # halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler did;
 # cancelled: someone outside the sweep cancelled its job (scancel); never run again

@@ -583,6 +583,9 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=-1,  # the searcher counts trial directories against num_samples
             trial_dirname_creator=lambda trial: trial.trial_id,
+            # one watcher actor watches trial after trial: no actor start per trial, and the
+            # local launcher's warm trainers (imported while the last trial trained) carry over
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=run_name,

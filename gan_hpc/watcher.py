@@ -108,12 +108,21 @@ class TrialWatcher(tune.Trainable):
         if not (self.trial.path / PARAMS_FILE).exists():
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
-        self.launch_spec = launch_spec_for(self.spec, driver_token=context.driver_token)
+        self.launch_spec = launch_spec_for(
+            self.spec, driver_token=context.driver_token, use_warm_trainers=True
+        )
         self.job: TrialJob | None = None
         self.reported_step = 0
         self.last_result: dict[str, Any] = {}
         self.offset = 0
         self._epoch_checked_at = time.monotonic()
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Watch another trial in this actor (``reuse_actors``): its warm trainers carry over."""
+        self.cleanup()  # Tune skips stop() for an actor it reuses: the old job still ends here
+        # this class's own setup: with_parameters' subclass would fetch the context again
+        TrialWatcher.setup(self, new_config, self.context)
+        return True
 
     def step(self) -> dict[str, Any]:
         """Block until the trial reports a new evaluation (or ends); return it to Tune."""

@@ -1,8 +1,10 @@
-"""Launch records and leftover trainers, with a stand-in trainer (no torch, no training)."""
+"""Launch records and leftover trainers (a stand-in trainer), and warm trainers (the real one)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gan_hpc.config import TrialConfig
+from gan_hpc.convergence import SAMPLES_PER_S
 from gan_hpc.launch import (
     LAUNCH_FILE,
     LaunchSpec,
@@ -104,3 +108,51 @@ def test_a_new_local_launch_stops_a_killed_drivers_trainer_first(
     finally:
         job.cancel()
     assert json.loads((trial.path / LAUNCH_FILE).read_text())["job_id"] == job.job_id
+
+
+def _warm_spares() -> list[int]:
+    """Pids of this process's children that wait as warm trainers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and argv[1:4] == [b"-m", b"gan_hpc.train", b"--warm"]:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_warm_trainer_runs_the_next_trial_as_a_cold_one_would(
+    tmp_path: Path, trial_config: TrialConfig
+) -> None:
+    """The real trainer: the second launch goes to the spare that the first one left warm."""
+    first, second = _trial(tmp_path), TrialDir(tmp_path / "sweep" / "trials" / "trial_0001")
+    second.path.mkdir()
+    for trial in (first, second):
+        trial.write_config(trial_config)
+    launcher, spec = get_launcher("local"), LaunchSpec(use_warm_trainers=True)
+    job = launcher.start(first, spec)
+    (spare,) = _warm_spares()  # started beside the first trial
+    try:
+        _wait(lambda: job.poll() is not None, timeout_s=180)
+        assert job.poll() == 0, job.failure_summary()
+        job = launcher.start(second, spec)
+        assert job.job_id == f"local:{spare}"
+        found: set[int] = set()  # while it trains, the warm trainer names its trial by its log
+        _wait(lambda: bool(found.update(trainer_pids([second]))) or job.poll() is not None, 180)
+        assert found == {spare}
+        assert job.poll() == 0, job.failure_summary()
+    finally:
+        job.cancel()
+        for pid in _warm_spares():
+            os.kill(pid, signal.SIGKILL)
+    results = [json.loads(t.result_path.read_text()) for t in (first, second)]
+    assert [r["state"] for r in results] == ["finished", "finished"]
+    metrics = [
+        {k: v for k, v in r["last"]["metrics"].items() if k != SAMPLES_PER_S} for r in results
+    ]
+    assert metrics[0] == metrics[1]  # the same config and seed train the same either way
+    assert "signal quality" in (second.logs / "rank-0.log").read_text()  # its output: its log
