@@ -288,7 +288,8 @@ def test_sweep_runs_trials_as_ddp_jobs_and_cancels_the_stopped_one(
     )
     spec_file = _write_spec(tmp_path, spec)
     started = time.time()
-    run = _cli("sweep", "run", str(spec_file), "--out", str(tmp_path), "--launcher", "slurm")
+    out = str(tmp_path / "slurm_sweep")
+    run = _cli("sweep", "run", str(spec_file), "--out", out, "--launcher", "slurm")
     assert run.returncode == 0, run.stderr[-3000:]
     sweep_dir = tmp_path / "slurm_sweep"
     assert (sweep_dir / "leaderboard.csv").exists()
@@ -364,7 +365,7 @@ def test_restarted_driver_reattaches_to_running_jobs(slurm_conf: str, tmp_path: 
     with (tmp_path / "driver.log").open("wb") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file)]
-            + ["--out", str(tmp_path)],
+            + ["--out", str(tmp_path / "reattach")],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -400,7 +401,7 @@ def test_sweep_submit_runs_the_driver_as_a_job_that_requeues(
     )
     spec_file = _write_spec(tmp_path, spec)
     started = time.time()
-    submit = _cli("sweep", "submit", str(spec_file), "--out", str(tmp_path))
+    submit = _cli("sweep", "submit", str(spec_file), "--out", str(tmp_path / "submitted"))
     assert submit.returncode == 0, submit.stderr[-3000:]
     driver_id = re.search(r"submitted driver job (\d+)", submit.stdout).group(1)  # type: ignore[union-attr]
     sweep_dir = tmp_path / "submitted"
@@ -436,7 +437,8 @@ def test_refused_sbatch_option_is_one_line(slurm_conf: str, tmp_path: Path) -> N
         ("slurm.cpus_per_task=64", "Requested node configuration is not available"),
     ]:
         for command in ("run", "submit"):
-            run = _cli("sweep", command, str(spec_file), "--out", str(tmp_path), "--set", option)
+            out = str(tmp_path / "refused")
+            run = _cli("sweep", command, str(spec_file), "--out", out, "--set", option)
             assert run.returncode == 2, run.stderr
             line = _error_line(run.stderr)
             assert line.startswith("gan-hpc: error: sbatch refused") and message in line
