@@ -119,7 +119,7 @@ def main() -> None:
         root = Path(tmp)
         spec_file = root / "overhead.yaml"
         spec_file.write_text(yaml.safe_dump(sweep_spec(args.trials, args.steps)))
-        sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs")
+        sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs/overhead")
 
         configs = [
             TrialDir(p).read_config() for p in sorted((root / "runs/overhead/trials").iterdir())
