@@ -112,9 +112,9 @@ def _add_allow_spec_change_argument(parser: argparse.ArgumentParser) -> None:
         "--allow-spec-change",
         metavar="KEYS",
         action="append",
-        help="with --resume: comma-separated dotted keys (or prefixes, e.g. slurm) whose values "
-        "may differ from the sweep's spec.yaml; the search space, objective, data, model and "
-        "loss never may",
+        help="with --resume (or sweep extend): comma-separated dotted keys (or prefixes, e.g. "
+        "slurm) whose values may differ from the sweep's spec.yaml; the search space, "
+        "objective, data, model and loss never may",
     )
 
 
@@ -242,11 +242,12 @@ def _run_extend(args: argparse.Namespace) -> int:
     from gan_hpc.tune import DRIVER_LOCK_FILE
 
     sweep_dir = args.sweep_dir.resolve()
-    stored = read_extendable(sweep_dir, args.num_samples)
+    read_extendable(sweep_dir, args.num_samples)
     check_sweep_dir_safe(sweep_dir)  # the driver that follows reads submitit's pickles
     overrides = [*args.overrides, *(["launcher=slurm"] if args.submit else [])]
     if args.submit:  # a refused sbatch option fails before the total changes
-        get_launcher("slurm").check(launch_spec_for(stored))
+        new = load_sweep_spec(sweep_dir / SPEC_FILE, overrides)
+        get_launcher("slurm").check(launch_spec_for(new))
     spec = extend_spec(
         sweep_dir,
         args.num_samples,
