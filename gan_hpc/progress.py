@@ -6,8 +6,9 @@ tqdm bar with events printed above it; elsewhere (a SLURM log) :class:`LineView`
 per event and at most one status line per ``interval_s``. :class:`SweepProgress` feeds Tune's
 callbacks into either.
 
-The ETA counts the steps left: every trial not yet ended runs to ``train.num_steps`` at the
-sweep's recent rate (all running trials together), so early stops only make it shorter.
+The ETA counts the steps left (every trial not yet ended runs to ``train.num_steps``, so early
+stops only make it shorter) at the rate this driver has trained so far: its steps over its wall
+time, trial start-ups and end-of-trial scoring included.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ MAX_TRIAL_RATES = 4  # per-trial speeds shown on one line
 
 @dataclass
 class TrialPace:
-    """One trial's step count over time (its first and latest report)."""
+    """One trial's step count over time (its first and latest report).
+
+    ``baseline`` is the step this driver took the trial over at: 0 for a trial it started,
+    the first reported step for one it adopted (those steps were trained before).
+    """
 
     first_step: int
     first_at: float
     step: int
     at: float
+    baseline: int = 0
 
     def steps_per_s(self) -> float | None:
         """Steps per second since the first report this driver saw, or None before two."""
@@ -57,6 +63,8 @@ class SweepTally:
     metric: str
     mode: str
     started_at: float
+    last_at: float = 0.0
+    adopted: set[str] = field(default_factory=set)  # trials a previous driver started
     paces: dict[str, TrialPace] = field(default_factory=dict)
     ended: dict[str, str] = field(default_factory=dict)  # trial -> one of ENDED_STATES
     values: dict[str, float] = field(default_factory=dict)
@@ -66,17 +74,20 @@ class SweepTally:
         """A trial reported ``step`` (and maybe the metric) at time ``at``."""
         pace = self.paces.get(trial)
         if pace is None:
-            self.paces[trial] = TrialPace(step, at, step, at)
+            baseline = step if trial in self.adopted else 0
+            self.paces[trial] = TrialPace(step, at, step, at, baseline)
         else:
             pace.step, pace.at = step, at
+        self.last_at = max(self.last_at, at)
         if value is not None:
             self.values[trial] = value
         self.running.add(trial)
 
-    def end(self, trial: str, state: str) -> None:
-        """A trial ended (one of :data:`ENDED_STATES`)."""
+    def end(self, trial: str, state: str, at: float) -> None:
+        """A trial ended (one of :data:`ENDED_STATES`) at time ``at``."""
         self.ended[trial] = state
         self.running.discard(trial)
+        self.last_at = max(self.last_at, at)
 
     def counts(self) -> dict[str, int]:
         """How many trials are in each state (pending: not yet started)."""
@@ -96,14 +107,14 @@ class SweepTally:
         return trial, self.values[trial]
 
     def eta_s(self) -> float | None:
-        """Seconds until every trial has ended, at the running trials' combined rate."""
-        rates = [self.paces[t].steps_per_s() for t in self.running if t in self.paces]
-        rate = sum(r for r in rates if r is not None)
-        if rate <= 0:
+        """Seconds until every trial has ended, at this driver's rate so far (None: no rate)."""
+        trained = sum(pace.step - pace.baseline for pace in self.paces.values())
+        elapsed = self.last_at - self.started_at
+        if trained <= 0 or elapsed <= 0:
             return None
         done = sum(min(self.paces[t].step, self.num_steps) for t in self.running if t in self.paces)
         left = (self.num_samples - len(self.ended)) * self.num_steps - done
-        return max(0.0, left / rate)
+        return max(0.0, left / (trained / elapsed))
 
 
 def ended_state(state: str) -> str:
@@ -262,7 +273,7 @@ class SweepProgress(tune.Callback):
         name = self.name_of(trial)
         pace = self.tally.paces.get(name)
         finished = pace is not None and pace.step >= self.tally.num_steps
-        self.tally.end(name, "finished" if finished else "stopped early")
+        self.tally.end(name, "finished" if finished else "stopped early", self.clock())
         self.view.event(self.tally, f"{name} {self.tally.ended[name]}{self.describe_end(name)}")
         self.on_trial_end(name)
 
@@ -271,7 +282,7 @@ class SweepProgress(tune.Callback):
     ) -> None:
         """Record a failed trial."""
         name = self.name_of(trial)
-        self.tally.end(name, "failed")
+        self.tally.end(name, "failed", self.clock())
         self.view.event(self.tally, f"{name} failed (see its logs/)")
         self.on_trial_end(name)
 

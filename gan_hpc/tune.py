@@ -866,7 +866,8 @@ def _progress(
         started_at=time.monotonic(),
     )
     for trial in ended:
-        tally.end(trial.path.name, ended_state(trial.read_status().state))
+        tally.end(trial.path.name, ended_state(trial.read_status().state), tally.started_at)
+    tally.adopted = {t.path.name for t in trial_dirs(sweep_dir)} - set(tally.ended)
     return SweepProgress(
         tally,
         make_view(tally, name=spec.name, emit=emit, use_bar=use_bar),

@@ -19,9 +19,9 @@ def _tally() -> SweepTally:
     tally = SweepTally(num_samples=4, num_steps=100, metric="rmse", mode="min", started_at=0.0)
     tally.report("trial_0000", 10, 0.9, at=0.0)
     tally.report("trial_0000", 100, 0.5, at=5.0)
-    tally.end("trial_0000", "finished")
+    tally.end("trial_0000", "finished", at=5.0)
     tally.report("trial_0001", 10, 0.8, at=0.0)
-    tally.end("trial_0001", "stopped early")
+    tally.end("trial_0001", "stopped early", at=6.0)
     tally.report("trial_0002", 0, None, at=0.0)
     tally.report("trial_0002", 20, 0.7, at=10.0)
     tally.report("trial_0003", 0, None, at=5.0)
@@ -38,17 +38,23 @@ def test_the_line_holds_counts_eta_speeds_and_the_best() -> None:
         "running": 2,
         "pending": 0,
     }
-    # 2 trials left x 100 steps - 40 done, at 2 + 4 steps/s
-    assert tally.eta_s() == 160 / 6
+    # 2 trials left x 100 steps - 40 done, at the 150 steps trained in 10 s
+    assert tally.eta_s() == 160 / 15
     assert format_progress(tally) == (
-        "2/4 ended (1 finished, 1 stopped early) | 2 running, 0 pending | ETA 27s | "
+        "2/4 ended (1 finished, 1 stopped early) | 2 running, 0 pending | ETA 11s | "
         "trial_0002 20/100 2.0 st/s, trial_0003 20/100 4.0 st/s | best trial_0000 rmse=0.5"
     )
 
 
-def test_eta_is_unknown_before_two_reports() -> None:
-    tally = SweepTally(num_samples=3, num_steps=10, metric="m", mode="max", started_at=0.0)
-    assert "0/3 ended | 0 running, 3 pending | ETA ?" == format_progress(tally)
+def test_eta_counts_only_the_steps_this_driver_trained() -> None:
+    tally = SweepTally(num_samples=3, num_steps=100, metric="m", mode="max", started_at=0.0)
+    assert format_progress(tally) == "0/3 ended | 0 running, 3 pending | ETA ?"
+    tally.adopted = {"trial_0000"}  # a killed driver's trial, at step 50 when adopted
+    tally.report("trial_0000", 50, 0.1, at=1.0)
+    assert tally.eta_s() is None  # nothing trained by this driver yet
+    tally.report("trial_0000", 60, 0.2, at=2.0)
+    assert tally.eta_s() == (300 - 60) / (10 / 2.0)
+    assert [format_duration(s) for s in (5, 185, 7620)] == ["5s", "3m05s", "2h07m"]
     assert [format_duration(s) for s in (5, 185, 7620)] == ["5s", "3m05s", "2h07m"]
 
 
@@ -74,7 +80,7 @@ def test_the_bar_shows_trials_ended_and_writes_events_above_it() -> None:
     view.event(tally, "trial_0001 stopped early")
     view.close()
     text = stream.getvalue()
-    assert "sweep toy" in text and "2/4 ended" in text and "ETA 27s" in text
+    assert "sweep toy" in text and "2/4 ended" in text and "ETA 11s" in text
     assert "trial_0003 20/100 4.0 st/s" in text
     assert "trial_0001 stopped early\n" in text
 
