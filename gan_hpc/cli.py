@@ -408,10 +408,12 @@ def _drive(spec: SweepSpec, sweep_dir: Path, *, restore: bool) -> pd.DataFrame:
     import contextlib
     import logging
 
+    import optuna
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from gan_hpc.tune import run_sweep
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per told trial drowns the view
     use_bar = sys.stderr.isatty()
     package_logger = logging.getLogger("gan_hpc")
     live = logging_redirect_tqdm([package_logger]) if use_bar else contextlib.nullcontext()
