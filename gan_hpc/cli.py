@@ -433,6 +433,8 @@ def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) 
     print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
     print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
+    print(f"report:      gan-hpc sweep report {sweep_dir}", file=sys.stderr)
+    print(f"more trials: gan-hpc sweep extend {sweep_dir} --num-samples N", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------- the table
