@@ -691,7 +691,7 @@ def has_ended_state(trial: TrialDir) -> bool:
     return trial.read_status().state in FINAL_STATES
 
 
-def describe_end(spec: SweepSpec, sweep_dir: Path, trial_id: str) -> str:
+def _describe_end(spec: SweepSpec, sweep_dir: Path, trial_id: str) -> str:
     """The ranking score of an ended trial's best checkpoint (result.json), as the view shows it."""
     if not is_quality_metric(spec.ranking.score):
         return ""
@@ -873,7 +873,7 @@ def _progress(
         make_view(tally, name=spec.name, emit=emit, use_bar=use_bar),
         name_of=_name,
         on_trial_end=lambda _: update_leaderboard(spec, sweep_dir),
-        describe_end=lambda trial_id: describe_end(spec, sweep_dir, trial_id),
+        describe_end=lambda trial_id: _describe_end(spec, sweep_dir, trial_id),
     )
 
 
