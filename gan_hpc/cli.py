@@ -25,7 +25,7 @@ from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.export import add_export_arguments, run_export
 from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, format_leaderboard, sweep_leaderboard
 from gan_hpc.sampling import add_sample_arguments, run_sample
-from gan_hpc.sweep_dirs import find_sweep_dir
+from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
 from gan_hpc.train import build_arg_parser as add_train_arguments
 from gan_hpc.train import run_from_args as run_train
@@ -135,6 +135,7 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
     sweep_dir = spec.sweep_dir(args.out)
     if args.smoke and args.out is not None:  # beside the full run, as without --out
         sweep_dir = sweep_dir.with_name(f"{sweep_dir.name}-smoke")
+    check_new_sweep_dir(sweep_dir)
     if (sweep_dir / SPEC_FILE).exists() and not args.resume:
         raise SweepError(
             f"{sweep_dir}: a sweep is already there; "

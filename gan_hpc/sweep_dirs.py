@@ -14,6 +14,29 @@ from gan_hpc.errors import SweepError
 from gan_hpc.rank import SPEC_FILE
 
 
+def _sweeps_in(path: Path) -> list[Path]:
+    """The sweep directories one level below ``path``."""
+    return sorted(child for child in path.iterdir() if (child / SPEC_FILE).is_file())
+
+
+def check_new_sweep_dir(path: Path) -> None:
+    """Refuse to start a sweep in a folder of sweeps (``--out`` as a parent, the old rule).
+
+    Raises:
+        SweepError: ``path`` holds no sweep of its own but sweep directories below it.
+
+    """
+    path = Path(path)
+    if not path.is_dir() or (path / SPEC_FILE).is_file():
+        return
+    sweeps = _sweeps_in(path)
+    if sweeps:
+        raise SweepError(
+            f"--out {path}: holds sweeps ({', '.join(s.name for s in sweeps)}); --out names the "
+            f"sweep directory itself, e.g. --out {path / sweeps[0].name}"
+        )
+
+
 def find_sweep_dir(path: Path) -> Path:
     """The sweep directory that ``path`` names.
 
@@ -30,7 +53,7 @@ def find_sweep_dir(path: Path) -> Path:
         raise SweepError(f"{path}: no such directory; give a sweep directory (holds {SPEC_FILE})")
     if (path / SPEC_FILE).is_file():
         return path
-    sweeps = sorted(child for child in path.iterdir() if (child / SPEC_FILE).is_file())
+    sweeps = _sweeps_in(path)
     if len(sweeps) == 1:
         return sweeps[0]
     if len(sweeps) > 1:

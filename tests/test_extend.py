@@ -12,7 +12,7 @@ from gan_hpc.errors import SweepError
 from gan_hpc.extend import extend_spec
 from gan_hpc.locks import DriverLock
 from gan_hpc.rank import SPEC_FILE, write_spec
-from gan_hpc.sweep_dirs import find_sweep_dir
+from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
 from gan_hpc.sweep_spec import load_sweep_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +95,16 @@ def test_a_folder_holding_one_sweep_names_it(
     line = _error(capsys, ["sweep", "status", str(tmp_path)])
     assert line.endswith(f"holds 2 sweeps (quickstart, second); give one of them, e.g. {sweep_dir}")
     assert find_sweep_dir(trial) == trial
+
+
+def test_out_is_the_sweep_directory_never_a_folder_of_sweeps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sweep(tmp_path)
+    check_new_sweep_dir(tmp_path / "new")  # absent: fine
+    line = _error(capsys, ["sweep", "run", str(QUICKSTART), "--out", str(tmp_path)])
+    assert line.endswith(
+        f"--out {tmp_path}: holds sweeps (quickstart); --out names the sweep directory itself, "
+        f"e.g. --out {tmp_path / 'quickstart'}"
+    )
+    assert not (tmp_path / SPEC_FILE).exists()
