@@ -31,6 +31,7 @@ logger = get_logger(__name__)
 ENDED_STATES = ("finished", "stopped early", "failed")
 LINE_INTERVAL_S = 30.0  # a SLURM log gets a status line at most this often between events
 MAX_TRIAL_RATES = 4  # per-trial speeds shown on one line
+MIN_RATE_SPAN_S = 1.0  # a trial's speed is shown once its reports span this long
 
 
 @dataclass
@@ -48,8 +49,9 @@ class TrialPace:
     baseline: int = 0
 
     def steps_per_s(self) -> float | None:
-        """Steps per second since the first report this driver saw, or None before two."""
-        if self.at <= self.first_at or self.step <= self.first_step:
+        """Steps per second since the first report this driver saw (None within a second)."""
+        # Tune may hand over two queued reports at once: a rate over no time is noise
+        if self.at - self.first_at < MIN_RATE_SPAN_S or self.step <= self.first_step:
             return None
         return (self.step - self.first_step) / (self.at - self.first_at)
 
@@ -208,7 +210,7 @@ class BarView:
             unit="trial",
             file=file,
             dynamic_ncols=True,
-            bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} ended | {postfix}",
+            bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} ended{postfix}",  # tqdm adds ", "
         )
         self.bar.set_postfix_str(format_progress(tally, with_ended=False), refresh=True)
 

@@ -11,7 +11,14 @@ import subprocess
 import sys
 import termios
 
-from gan_hpc.progress import BarView, LineView, SweepTally, format_duration, format_progress
+from gan_hpc.progress import (
+    BarView,
+    LineView,
+    SweepTally,
+    TrialPace,
+    format_duration,
+    format_progress,
+)
 
 
 def _tally() -> SweepTally:
@@ -55,7 +62,11 @@ def test_eta_counts_only_the_steps_this_driver_trained() -> None:
     tally.report("trial_0000", 60, 0.2, at=2.0)
     assert tally.eta_s() == (300 - 60) / (10 / 2.0)
     assert [format_duration(s) for s in (5, 185, 7620)] == ["5s", "3m05s", "2h07m"]
+    assert TrialPace(10, 0.0, 20, 0.1).steps_per_s() is None  # two reports handed over at once
+    assert TrialPace(10, 0.0, 20, 2.0).steps_per_s() == 5.0
     assert [format_duration(s) for s in (5, 185, 7620)] == ["5s", "3m05s", "2h07m"]
+    assert TrialPace(10, 0.0, 20, 0.1).steps_per_s() is None  # two reports handed over at once
+    assert TrialPace(10, 0.0, 20, 2.0).steps_per_s() == 5.0
 
 
 def test_plain_lines_come_per_event_and_at_most_every_interval() -> None:
