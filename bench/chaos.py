@@ -151,7 +151,7 @@ def chaotic_sweep(
     outcome = SweepOutcome(sweep_dir)
     log = root / f"{name}.log"
     env = dict(os.environ)
-    command = ["sweep", "run", str(spec_file), "--out", str(root)]
+    command = ["sweep", "run", str(spec_file), "--out", str(sweep_dir)]
     expected = num_samples * chaos_spec(name, launcher)["base"]["train"]["num_steps"] // 10
     fractions = sorted(rng.uniform(0.05, 0.9) for _ in range(kills))
     for kill in range(kills):
@@ -190,7 +190,7 @@ def chaotic_sweep(
         if len(trial_dirs(sweep_dir)) > num_samples:
             outcome.problems.append(f"{len(trial_dirs(sweep_dir))} trial dirs after a kill")
     if not (sweep_dir / "spec.yaml").exists():
-        command = ["sweep", "run", str(spec_file), "--out", str(root)]
+        command = ["sweep", "run", str(spec_file), "--out", str(sweep_dir)]
     before, started = record_count(sweep_dir), time.monotonic()
     driver = _driver(command, log, env)
     first_report = None

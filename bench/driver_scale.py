@@ -170,7 +170,7 @@ def measure(num_trials: int, window_s: float, root: Path) -> dict[str, float]:
             "run",
             str(spec_file),
             "--out",
-            str(root / "runs"),
+            str(sweep_dir),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -309,8 +309,11 @@ def run_sweep(spec: Path, out: Path, seed: int, data_overrides: list[str]) -> tu
     if finished:
         return finished[0], math.nan
     started = time.perf_counter()
-    gan_hpc("sweep", "run", str(spec), "--out", str(out), "--set", f"seed={seed}", *data_overrides)
-    return next(out.glob("*/spec.yaml")).parent, time.perf_counter() - started
+    sweep_dir = out / "sweep"
+    gan_hpc(
+        "sweep", "run", str(spec), "--out", str(sweep_dir), "--set", f"seed={seed}", *data_overrides
+    )
+    return sweep_dir, time.perf_counter() - started
 
 
 def sweep_rows(sweep_dir: Path, real_test: pd.DataFrame, target: str, positive: str) -> list:

@@ -167,12 +167,12 @@ def main() -> None:
             "run",
             str(args.spec),
             "--out",
-            str(out / f"seed{seed}"),
+            str(out / f"seed{seed}" / "sweep"),
             "--set",
             f"seed={seed}",
         )
         wall = time.perf_counter() - started
-        sweep_dir = next((out / f"seed{seed}").glob("*/spec.yaml")).parent
+        sweep_dir = out / f"seed{seed}" / "sweep"
         board = json.loads(gan_hpc("sweep", "status", str(sweep_dir), "--format", "json").stdout)
         trials = [row for row in board if row.get("rank") is not None and row.get("step")]
         exports = sweep_dir.parent / "bench-exports"

@@ -87,7 +87,7 @@ def main() -> None:
         sweep_dir = root / "killed" / "resume-cost"
         started = time.perf_counter()
         driver = subprocess.Popen(
-            cli("sweep", "run", str(spec_file), "--out", str(root / "killed")),
+            cli("sweep", "run", str(spec_file), "--out", str(sweep_dir)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -134,7 +134,7 @@ def measure(root: Path, num_trials: int, num_steps: int) -> Measured:
     """Sweep ``num_trials`` trials of ``num_steps``, then train the same ones back to back."""
     spec_file = root / "overhead.yaml"
     spec_file.write_text(yaml.safe_dump(sweep_spec(num_trials, num_steps)))
-    sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs")
+    sweep_wall, driver_gib, ray_gib = run_sweep(spec_file, root / "runs/overhead")
     configs = [TrialDir(p).read_config() for p in sorted((root / "runs/overhead/trials").iterdir())]
     started = time.perf_counter()
     for index, config in enumerate(configs):

@@ -20,7 +20,9 @@ from gan_hpc.arguments import add_export_arguments, add_sample_arguments, build_
 from gan_hpc.config import DataConfig, DataFormat
 from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.errors import GanHpcError, SweepError
+from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
+from gan_hpc.trial_dir import SPEC_FILE, TRIALS_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,7 +96,9 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     _add_spec_argument(parser)
     parser.add_argument(
-        "--out", type=Path, help="parent of the sweep directory (default: the spec's storage.path)"
+        "--out",
+        type=Path,
+        help="the sweep directory itself (default: the spec's <storage.path>/<name>)",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="2 trials of a few steps: check before a cluster run"
@@ -102,13 +106,17 @@ def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="resume when the sweep directory already exists"
     )
+    _add_allow_spec_change_argument(parser)
+
+
+def _add_allow_spec_change_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-spec-change",
         metavar="KEYS",
         action="append",
-        help="with --resume: comma-separated dotted keys (or prefixes, e.g. slurm) whose values "
-        "may differ from the sweep's spec.yaml; the search space, objective, data, model and "
-        "loss never may",
+        help="with --resume (or sweep extend): comma-separated dotted keys (or prefixes, e.g. "
+        "slurm) whose values may differ from the sweep's spec.yaml; the search space, "
+        "objective, data, model and loss never may",
     )
 
 
@@ -123,12 +131,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[SweepSpec, Path]:
     """The spec and sweep directory of `sweep run`/`submit`; refuses a sweep without --resume."""
-    from gan_hpc.rank import SPEC_FILE
-
     spec = load_sweep_spec(args.spec, overrides)
     if args.smoke:
         spec = smoke_overrides(spec)
     sweep_dir = spec.sweep_dir(args.out)
+    if args.smoke and args.out is not None:  # beside the full run, as without --out
+        sweep_dir = sweep_dir.with_name(f"{sweep_dir.name}-smoke")
+    check_new_sweep_dir(sweep_dir)
     if (sweep_dir / SPEC_FILE).exists() and not args.resume:
         raise SweepError(
             f"{sweep_dir}: a sweep is already there; "
@@ -146,30 +155,36 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from gan_hpc.rank import SPEC_FILE
-    from gan_hpc.tune import has_tune_state, run_sweep  # Ray and Optuna load only here
+    from gan_hpc.tune import has_tune_state  # Ray and Optuna load only here
 
     launcher = [f"launcher={args.launcher}"] if args.launcher else []
     spec, sweep_dir = _load_sweep(args, [*args.overrides, *launcher])
     print(f"sweep {spec.name}: {spec.tune.num_samples} trials -> {sweep_dir}", file=sys.stderr)
     # restore-or-start: a driver that died before Ray's first snapshot starts the sweep again
     restore = (sweep_dir / SPEC_FILE).exists() and has_tune_state(spec, sweep_dir)
-    leaderboard = run_sweep(spec, sweep_dir, restore=restore, emit=_emit)
+    leaderboard = _drive(spec, sweep_dir, restore=restore)
     _print_summary(leaderboard, sweep_dir, spec)
     return 0
 
 
 def _run_submit(args: argparse.Namespace) -> int:
     from gan_hpc.launch import get_launcher, launch_spec_for
-    from gan_hpc.rank import SPEC_FILE, TRIALS_DIR
-    from gan_hpc.slurm_launch import submit_driver
     from gan_hpc.tune import prepare_sweep_dir
 
     spec, sweep_dir = _load_sweep(args, [*args.overrides, "launcher=slurm"])
     sweep_dir = sweep_dir.resolve()
-    launch_spec = launch_spec_for(spec)
-    get_launcher("slurm").check(launch_spec)
+    get_launcher("slurm").check(launch_spec_for(spec))
     prepare_sweep_dir(spec, sweep_dir)
+    _submit_driver(spec, sweep_dir)
+    return 0
+
+
+def _submit_driver(spec: SweepSpec, sweep_dir: Path) -> None:
+    """Submit the driver job of the sweep stored in ``sweep_dir``; print where to look."""
+    from gan_hpc.launch import launch_spec_for
+    from gan_hpc.slurm_launch import submit_driver
+
+    launch_spec = launch_spec_for(spec)
     job_id = submit_driver(sweep_dir / SPEC_FILE, sweep_dir, launch_spec)
     print(
         f"submitted driver job {job_id}: sweep {spec.name}, {spec.tune.num_samples} trials\n"
@@ -180,26 +195,74 @@ def _run_submit(args: argparse.Namespace) -> int:
         f"  TensorBoard      tensorboard --logdir {sweep_dir / TRIALS_DIR}\n"
         f"  stop everything  scancel --name={launch_spec.job_name}"
     )
-    return 0
 
 
 def _add_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "sweep_dir", type=Path, help="a sweep directory (holds spec.yaml and trials/)"
+        "sweep_dir",
+        type=Path,
+        help="a sweep directory (holds spec.yaml and trials/), or a folder holding one sweep",
     )
 
 
 def _run_resume(args: argparse.Namespace) -> int:
     from gan_hpc.safety import check_sweep_dir_safe
-    from gan_hpc.tune import SPEC_FILE, run_sweep
 
     spec_path = args.sweep_dir / SPEC_FILE
     if not spec_path.exists():
         raise SweepError(f"{args.sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")
     check_sweep_dir_safe(args.sweep_dir)
     spec = load_sweep_spec(spec_path)
-    leaderboard = run_sweep(spec, args.sweep_dir, restore=True, emit=_emit)
+    leaderboard = _drive(spec, args.sweep_dir, restore=True)
     _print_summary(leaderboard, args.sweep_dir, spec)
+    return 0
+
+
+def _add_extend_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_dir_argument(parser)
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        required=True,
+        metavar="N",
+        help="how many trials to add; they continue the sweep's Optuna study",
+    )
+    parser.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit the driver as a SLURM job (as `sweep submit`) instead of running it here",
+    )
+    add_override_argument(parser, "change a value for the new trials (the resume rules apply)")
+    _add_allow_spec_change_argument(parser)
+
+
+def _run_extend(args: argparse.Namespace) -> int:
+    from gan_hpc.extend import extend_spec, read_extendable
+    from gan_hpc.launch import get_launcher, launch_spec_for
+    from gan_hpc.safety import check_sweep_dir_safe
+    from gan_hpc.spec_change import parse_allowed
+    from gan_hpc.tune import DRIVER_LOCK_FILE
+
+    sweep_dir = args.sweep_dir.resolve()
+    read_extendable(sweep_dir, args.num_samples)
+    check_sweep_dir_safe(sweep_dir)  # the driver that follows reads submitit's pickles
+    overrides = [*args.overrides, *(["launcher=slurm"] if args.submit else [])]
+    if args.submit:  # a refused sbatch option fails before the total changes
+        new = load_sweep_spec(sweep_dir / SPEC_FILE, overrides)
+        get_launcher("slurm").check(launch_spec_for(new))
+    spec = extend_spec(
+        sweep_dir,
+        args.num_samples,
+        overrides=overrides,
+        allowed=parse_allowed(args.allow_spec_change),
+        lock_path=sweep_dir / DRIVER_LOCK_FILE,
+    )
+    print(f"sweep {spec.name}: extended to {spec.tune.num_samples} trials", file=sys.stderr)
+    if args.submit:
+        _submit_driver(spec, sweep_dir)
+        return 0
+    leaderboard = _drive(spec, sweep_dir, restore=True)
+    _print_summary(leaderboard, sweep_dir, spec)
     return 0
 
 
@@ -360,6 +423,24 @@ def _run_sample(args: argparse.Namespace) -> int:
     return run_sample(args)
 
 
+def _drive(spec: SweepSpec, sweep_dir: Path, *, restore: bool) -> pd.DataFrame:
+    """Run the sweep's driver here: a live bar on a terminal (log lines above it), else lines."""
+    import contextlib
+    import logging
+
+    import optuna
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from gan_hpc.tune import run_sweep
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per told trial drowns the view
+    use_bar = sys.stderr.isatty()
+    package_logger = logging.getLogger("gan_hpc")
+    live = logging_redirect_tqdm([package_logger]) if use_bar else contextlib.nullcontext()
+    with live:
+        return run_sweep(spec, sweep_dir, restore=restore, emit=_emit, use_bar=use_bar)
+
+
 def _emit(line: str) -> None:
     """The live view's lines go to stderr, so stdout keeps only the leaderboard."""
     print(line, file=sys.stderr, flush=True)
@@ -372,6 +453,8 @@ def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) 
     print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
     print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
+    print(f"report:      gan-hpc sweep report {sweep_dir}", file=sys.stderr)
+    print(f"more trials: gan-hpc sweep extend {sweep_dir} --num-samples N", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------- the table
@@ -411,6 +494,11 @@ COMMANDS: CommandTree = {
             "resume an interrupted sweep: finished trials are kept, the rest continue",
             _add_dir_argument,
             _run_resume,
+        ),
+        "extend": Command(
+            "add N trials to a sweep; they continue its Optuna study (local, or --submit)",
+            _add_extend_arguments,
+            _run_extend,
         ),
         "submit": Command(
             "submit the sweep's driver as a SLURM job (trials run as SLURM jobs); print its id",
@@ -471,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure(args.verbose)
     try:
+        if isinstance(getattr(args, "sweep_dir", None), Path):  # one path rule for every command
+            args.sweep_dir = find_sweep_dir(args.sweep_dir)
         return int(args.run(args))
     except GanHpcError as exc:
         print(f"gan-hpc: error: {exc}", file=sys.stderr)

@@ -59,12 +59,18 @@ from gan_hpc.quality_names import (
 )
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX as COLUMN_PREFIX
 from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
-from gan_hpc.trial_dir import CONFIG_FILE, METRICS_FILE, METRICS_KEY, RESULT_FILE, STATUS_FILE
+from gan_hpc.trial_dir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    METRICS_KEY,
+    RESULT_FILE,
+    SPEC_FILE,
+    STATUS_FILE,
+    TRIALS_DIR,
+)
 
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "spec.yaml"
-TRIALS_DIR = "trials"
 RAY_DIR = "ray"
 LEADERBOARD_FILE = "leaderboard.csv"
 BASELINES_FILE = "baselines.json"

@@ -605,7 +605,7 @@ def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
         )
     )
     output = _sbatch(
-        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir.parent)],
+        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir)],
         what="the driver job",
     )
     return output.split(";")[0].strip()

@@ -311,9 +311,8 @@ class SweepSpec:
         }
 
     def sweep_dir(self, out: Path | None = None) -> Path:
-        """Return ``<root>/<name>``, where ``out`` (when given) replaces ``storage.path``."""
-        root = Path(out) if out is not None else Path(self.storage.path)
-        return root / self.name
+        """The sweep directory: ``out`` itself when given, else ``<storage.path>/<name>``."""
+        return Path(out) if out is not None else Path(self.storage.path) / self.name
 
 
 # ------------------------------------------------------------------------------------ loading

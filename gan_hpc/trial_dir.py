@@ -24,6 +24,9 @@ from gan_hpc.config import TrialConfig
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import atomic_write_json, parse_jsonl_line, read_json, read_jsonl
 
+# the sweep directory: <sweep>/spec.yaml and <sweep>/trials/<trial_id>/ (see gan_hpc.rank)
+SPEC_FILE = "spec.yaml"
+TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 METRICS_KEY = "step"  # convergence.STEP, which every record has (not imported: no torch here)

@@ -59,6 +59,7 @@ from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.launch import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
+from gan_hpc.progress import SweepProgress, SweepTally, ended_state, make_view
 from gan_hpc.rank import (
     BASELINES_FILE,
     RAY_DIR,
@@ -459,75 +460,18 @@ class _Key:
         self.trial_id = trial_id
 
 
-class SweepProgress(tune.Callback):
-    """The live view: one line per report with the sweep's counts and the best trial so far."""
-
-    def __init__(self, spec: SweepSpec, emit: Callable[[str], None], sweep_dir: Path) -> None:
-        self.spec = spec
-        self.emit = emit
-        self.sweep_dir = sweep_dir
-        self.steps: dict[str, int] = {}
-        self.values: dict[str, float] = {}
-        self.ended: dict[str, str] = {}
-
-    def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
-    ) -> None:
-        """Log the trial's step and metric, with the sweep's counts."""
-        self.steps[_name(trial)] = int(result.get(names.STEP, 0))
-        metric = self.spec.tune.metric
-        if metric in result:
-            self.values[_name(trial)] = float(result[metric])
-        self.emit(self._line(trials, f"{_name(trial)} step {self.steps[_name(trial)]}"))
-
-    def on_trial_complete(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        """Record whether the trial finished or was stopped early."""
-        finished = self.steps.get(_name(trial), 0) >= self.spec.base.train.num_steps
-        self.ended[_name(trial)] = "finished" if finished else "stopped early"
-        event = f"{_name(trial)} {self.ended[_name(trial)]}"
-        final_score = self._final_score(_name(trial))
-        if final_score is not None:
-            event += f" ({self.spec.ranking.score}={final_score:.4g} on the test split)"
-        self.emit(self._line(trials, event))
-        update_leaderboard(self.spec, self.sweep_dir)
-
-    def _final_score(self, trial_id: str) -> float | None:
-        """The ranking score of a trial's best checkpoint, from its result.json (if any)."""
-        if not is_quality_metric(self.spec.ranking.score):
-            return None
-        try:
-            best = read_json(self.sweep_dir / TRIALS_DIR / trial_id / RESULT_FILE).get("best")
-        except GanHpcError:
-            return None
-        value = (best or {}).get("metrics", {}).get(self.spec.ranking.score)
-        return float(value) if isinstance(value, (int, float)) else None
-
-    def on_trial_error(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        """Record a failed trial."""
-        self.ended[_name(trial)] = "errored"
-        self.emit(self._line(trials, f"{_name(trial)} errored (see its logs/)"))
-
-    def _line(self, trials: list[Trial], event: str) -> str:
-        counts = {"running": 0, "pending": 0}
-        for trial in trials:
-            if _name(trial) in self.ended:
-                state = self.ended[_name(trial)]
-                counts[state] = counts.get(state, 0) + 1
-            elif trial.status == Trial.RUNNING:
-                counts["running"] += 1
-            else:
-                counts["pending"] += 1
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        best = ""
-        if self.values:
-            pick = min if self.spec.tune.mode == "min" else max
-            trial_id = pick(self.values, key=lambda t: self.values[t])
-            best = f" | best {trial_id} {self.spec.tune.metric}={self.values[trial_id]:.4g}"
-        return f"{event} | {summary} of {self.spec.tune.num_samples}{best}"
+def _describe_end(spec: SweepSpec, sweep_dir: Path, trial_id: str) -> str:
+    """The ranking score of an ended trial's best checkpoint (result.json), as the view shows it."""
+    if not is_quality_metric(spec.ranking.score):
+        return ""
+    try:
+        best = read_json(sweep_dir / TRIALS_DIR / trial_id / RESULT_FILE).get("best")
+    except GanHpcError:
+        return ""
+    value = (best or {}).get("metrics", {}).get(spec.ranking.score)
+    if not isinstance(value, (int, float)):
+        return ""
+    return f" ({spec.ranking.score}={float(value):.4g} on the test split)"
 
 
 def _name(trial: Trial) -> str:
@@ -622,6 +566,7 @@ def run_sweep(
     restore: bool = False,
     emit: Callable[[str], None] = logger.info,
     num_cpus: int | None = None,
+    use_bar: bool = False,
 ) -> Any:
     """Run a sweep, or finish one a previous driver left; returns the ranked leaderboard.
 
@@ -631,6 +576,7 @@ def run_sweep(
         restore: continue the sweep in ``sweep_dir`` (its spec.yaml must exist).
         emit: where the live view's lines go.
         num_cpus: CPUs for the local Ray runtime (default: all).
+        use_bar: show the live view as a bar on stderr (a terminal), not lines through emit.
 
     """
     # a refused sbatch option fails here in one line, before any directory or Ray runtime
@@ -669,12 +615,40 @@ def run_sweep(
         with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
             _start_ray(num_cpus)
             try:
-                callbacks = [SweepProgress(spec, emit, sweep_dir)]
+                callbacks = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
                 build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
             finally:
                 ray.shutdown()
         SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
         return update_leaderboard(spec, sweep_dir)
+
+
+def _progress(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    ended: Sequence[TrialDir],
+    *,
+    emit: Callable[[str], None],
+    use_bar: bool,
+) -> SweepProgress:
+    """The live view, counting the trials that ended before this driver."""
+    tally = SweepTally(
+        num_samples=spec.tune.num_samples,
+        num_steps=spec.base.train.num_steps,
+        metric=spec.tune.metric,
+        mode=spec.tune.mode,
+        started_at=time.monotonic(),
+    )
+    for trial in ended:
+        tally.end(trial.path.name, ended_state(trial.read_status().state), tally.started_at)
+    tally.adopted = {t.path.name for t in trial_dirs(sweep_dir)} - set(tally.ended)
+    return SweepProgress(
+        tally,
+        make_view(tally, name=spec.name, emit=emit, use_bar=use_bar),
+        name_of=_name,
+        on_trial_end=lambda _: update_leaderboard(spec, sweep_dir),
+        describe_end=lambda trial_id: _describe_end(spec, sweep_dir, trial_id),
+    )
 
 
 def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:

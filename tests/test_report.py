@@ -117,7 +117,7 @@ def test_report_of_an_interrupted_sweep(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nope"], "no such sweep directory"),
+        (["nope"], "nope: no such directory; give a sweep directory"),
         (["{sweep}", "--top", "0"], "--top: must be >= 1, got 0"),
         (["{sweep}", "--out", "{tmp}"], "is a directory; give a file such as report.html"),
     ],

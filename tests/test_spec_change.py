@@ -25,14 +25,15 @@ class _Started(Exception):
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     spec = load_sweep_spec(QUICKSTART)
-    directory = spec.sweep_dir(tmp_path)
+    directory = spec.sweep_dir(tmp_path / spec.name)
     directory.mkdir(parents=True)
     write_spec(directory, spec)
     return directory
 
 
 def _resume(tmp_path: Path, *extra: str) -> int:
-    return main(["sweep", "run", str(QUICKSTART), "--out", str(tmp_path), "--resume", *extra])
+    out = str(tmp_path / "quickstart")
+    return main(["sweep", "run", str(QUICKSTART), "--out", out, "--resume", *extra])
 
 
 def _stored(sweep_dir: Path) -> dict:

@@ -127,7 +127,7 @@ def test_valid_spec_is_typed_and_normalised(toy_spec: SweepSpec) -> None:
     assert toy_spec.ranking.score == "fooling_rate" and toy_spec.ranking.d_acc_min == 0.7
     assert toy_spec.slurm.additional_parameters == {"mail-user": "me@example.org"}
     assert toy_spec.sweep_dir() == Path("out/toy")
-    assert toy_spec.sweep_dir(Path("/scratch")) == Path("/scratch/toy")
+    assert toy_spec.sweep_dir(Path("/scratch/mine")) == Path("/scratch/mine")  # --out: itself
 
 
 def test_choice_values_are_coerced_to_the_field_type(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def _start_driver(tmp_path: Path, num_samples: int) -> tuple[subprocess.Popen[by
     spec_file.write_text(yaml.safe_dump(_spec(num_samples)))
     log = (tmp_path / "driver.log").open("wb")
     driver = subprocess.Popen(
-        [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file), "--out", str(tmp_path)],
+        [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file)]
+        + ["--out", str(tmp_path / "resume")],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

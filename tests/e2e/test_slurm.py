@@ -288,7 +288,8 @@ def test_sweep_runs_trials_as_ddp_jobs_and_cancels_the_stopped_one(
     )
     spec_file = _write_spec(tmp_path, spec)
     started = time.time()
-    run = _cli("sweep", "run", str(spec_file), "--out", str(tmp_path), "--launcher", "slurm")
+    out = str(tmp_path / "slurm_sweep")
+    run = _cli("sweep", "run", str(spec_file), "--out", out, "--launcher", "slurm")
     assert run.returncode == 0, run.stderr[-3000:]
     sweep_dir = tmp_path / "slurm_sweep"
     assert (sweep_dir / "leaderboard.csv").exists()
@@ -364,7 +365,7 @@ def test_restarted_driver_reattaches_to_running_jobs(slurm_conf: str, tmp_path: 
     with (tmp_path / "driver.log").open("wb") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file)]
-            + ["--out", str(tmp_path)],
+            + ["--out", str(tmp_path / "reattach")],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -400,7 +401,7 @@ def test_sweep_submit_runs_the_driver_as_a_job_that_requeues(
     )
     spec_file = _write_spec(tmp_path, spec)
     started = time.time()
-    submit = _cli("sweep", "submit", str(spec_file), "--out", str(tmp_path))
+    submit = _cli("sweep", "submit", str(spec_file), "--out", str(tmp_path / "submitted"))
     assert submit.returncode == 0, submit.stderr[-3000:]
     driver_id = re.search(r"submitted driver job (\d+)", submit.stdout).group(1)  # type: ignore[union-attr]
     sweep_dir = tmp_path / "submitted"
@@ -429,6 +430,38 @@ def test_sweep_submit_runs_the_driver_as_a_job_that_requeues(
 
 
 @needs_slurm
+def test_sweep_extend_submit_runs_the_new_trials_from_a_driver_job(
+    slurm_conf: str, tmp_path: Path
+) -> None:
+    """`sweep extend --submit`: the new total is stored, then a driver job runs the new trial."""
+    spec = _spec("grown", resources={"world_size": 1})  # the driver's CPU + a 1-task job fit
+    spec_file = _write_spec(tmp_path, spec)
+    sweep_dir = tmp_path / "grown"
+    started = time.time()
+    run = _cli("sweep", "run", str(spec_file), "--out", str(sweep_dir))
+    assert run.returncode == 0, run.stderr[-3000:]
+    (first,) = _trials(sweep_dir)
+
+    extend = _cli("sweep", "extend", str(tmp_path), "--num-samples", "1", "--submit")
+    assert extend.returncode == 0, extend.stderr[-3000:]
+    assert "extended to 2 trials" in extend.stderr
+    driver_id = re.search(r"submitted driver job (\d+)", extend.stdout).group(1)  # type: ignore[union-attr]
+    assert yaml.safe_load((sweep_dir / "spec.yaml").read_text())["tune"]["num_samples"] == 2
+    _wait_for(lambda: _job_state(driver_id) not in ("PENDING", "RUNNING", "UNKNOWN"), 300, "end")
+    log = (sweep_dir / "driver" / f"{driver_id}.log").read_text()
+    assert _job_state(driver_id) == "COMPLETED", log[-3000:]
+
+    trials = _trials(sweep_dir)
+    assert [t.path.name for t in trials] == ["trial_0000", "trial_0001"]
+    assert all(t.read_status().state == "finished" for t in trials), log[-3000:]
+    trial_jobs = [str(t.read_status().job_id) for t in trials]
+    assert trial_jobs[0] == str(first.read_status().job_id)  # the first trial was not rerun
+    assert sorted(_jobs_named("gan-hpc.grown", started)) == sorted([*trial_jobs, driver_id])
+    board = _cli("sweep", "status", str(sweep_dir), "--format", "csv")
+    assert board.returncode == 0 and all(t.path.name in board.stdout for t in trials)
+
+
+@needs_slurm
 def test_refused_sbatch_option_is_one_line(slurm_conf: str, tmp_path: Path) -> None:
     spec_file = _write_spec(tmp_path, _spec("refused"))
     for option, message in [
@@ -436,7 +469,8 @@ def test_refused_sbatch_option_is_one_line(slurm_conf: str, tmp_path: Path) -> N
         ("slurm.cpus_per_task=64", "Requested node configuration is not available"),
     ]:
         for command in ("run", "submit"):
-            run = _cli("sweep", command, str(spec_file), "--out", str(tmp_path), "--set", option)
+            out = str(tmp_path / "refused")
+            run = _cli("sweep", command, str(spec_file), "--out", out, "--set", option)
             assert run.returncode == 2, run.stderr
             line = _error_line(run.stderr)
             assert line.startswith("gan-hpc: error: sbatch refused") and message in line

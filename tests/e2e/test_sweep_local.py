@@ -59,7 +59,8 @@ def test_local_sweep_end_to_end(tmp_path: Path) -> None:
     spec_file = tmp_path / "e2e.yaml"
     spec_file.write_text(yaml.safe_dump(SPEC))
     run = subprocess.run(
-        [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file), "--out", str(tmp_path)],
+        [sys.executable, "-m", "gan_hpc", "sweep", "run", str(spec_file)]
+        + ["--out", str(tmp_path / "e2e")],
         capture_output=True,
         text=True,
         timeout=900,
