@@ -172,8 +172,15 @@ def _sacct(*args: str) -> list[list[str]]:
 
 
 def _job_state(job_id: str) -> str:
+    """sacct's state; while it still says PENDING (accounting lags a start), the controller's."""
     rows = _sacct("-j", job_id, "-o", "State")
-    return rows[-1][0].split(" ")[0] if rows else "UNKNOWN"
+    state = rows[-1][0].split(" ")[0] if rows else "UNKNOWN"
+    if state in ("PENDING", "UNKNOWN"):
+        queued = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+        ).stdout.strip()
+        state = queued or state
+    return state
 
 
 def _restarts(job_id: str) -> int:
