@@ -207,9 +207,13 @@ def _error_line(stderr: str) -> str:
 
 
 def _assert_golden(path: Path, actual: str) -> None:
-    """Compare with a golden file; GAN_HPC_ACCEPT_GOLDEN=1 writes it instead."""
-    if os.environ.get(ACCEPT_ENV) == "1" or not path.exists():
+    """Compare with a golden file (a missing one fails); GAN_HPC_ACCEPT_GOLDEN=1 writes it."""
+    if os.environ.get(ACCEPT_ENV) == "1":
         path.write_text(actual)
+    if not path.exists():
+        pytest.fail(
+            f"{path}: golden file missing; write it: {ACCEPT_ENV}=1 python -m pytest {__file__}"
+        )
     expected = path.read_text()
     if actual != expected:
         diff = "\n".join(
