@@ -228,7 +228,8 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     rows = {}
     with (
-        tempfile.TemporaryDirectory() as tmp,
+        # ignore_cleanup_errors: a cancelled job may still be writing its last files
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
         oversubscribed(args.partition, math.ceil(max(args.trials) / cpus) + 1),
     ):
         for num_trials in args.trials:
