@@ -17,22 +17,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from tests.helpers import small_frf_base
+
 SPEC = {
     "name": "grow",
     "seed": 0,
-    "base": {
-        "data": {
-            "format": "synthetic_frf",
-            "conditional": True,
-            "synthetic": {"num_points": 64, "num_frequencies": 32},
-        },
-        "model": {
-            "latent_dim": 8,
-            "generator": {"depth": 1, "width": 16},
-            "discriminator": {"depth": 1, "width": 16},
-        },
-        "train": {"batch_size": 16, "num_steps": 20, "eval_every_steps": 10},
-    },
+    "base": small_frf_base(num_steps=20, eval_every_steps=10),
     "search": {"optim.generator.lr": {"loguniform": [1.0e-4, 1.0e-3]}},
     "tune": {
         "metric": "conditional_rmse",
