@@ -3,7 +3,7 @@
 A sweep file has these top-level blocks (every one optional but ``base`` in practice)::
 
     name: adult_mlp                  # the sweep directory is <storage.path>/<name>
-    seed: 0                          # seeds the search algorithm (Optuna sampler / random search)
+    seed: 0                          # seeds the search algorithm, and shifts every trial's train.seed
     base: {...}                      # a TrialConfig: the values every trial starts from
     search:                          # dotted TrialConfig paths -> distributions
       optim.generator.lr: {loguniform: [1.0e-5, 1.0e-3]}
@@ -537,7 +537,10 @@ def trial_config_for(spec: SweepSpec, params: Mapping[str, Any]) -> TrialConfig:
     """Build one trial's validated TrialConfig: ``base`` plus the sampled ``params`` (dotted).
 
     Parameters whose ``when`` condition does not hold are ignored, so a trial's config does not
-    depend on whether the search algorithm sampled them.
+    depend on whether the search algorithm sampled them. Unless ``train.seed`` is searched, every
+    trial trains with ``base.train.seed + spec.seed``: the trials of one sweep share a training
+    seed (they differ only in what was searched), and sweeps with different seeds train
+    different generators.
 
     Raises:
         SpecError: a parameter is not a search key, or the values are invalid together; the
@@ -553,6 +556,7 @@ def trial_config_for(spec: SweepSpec, params: Mapping[str, Any]) -> TrialConfig:
             f"(search keys: {', '.join(spec.search) or 'none'})"
         )
     document = spec.base.to_dict()
+    document["train"]["seed"] += spec.seed
     for key, value in active_params(spec, plain).items():
         set_dotted(document, key, value)
     return config_from_dict(TrialConfig, document, source=f"{spec.source} [trial {described}]")

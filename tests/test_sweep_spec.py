@@ -363,6 +363,18 @@ def test_trial_config_for_ignores_inactive_conditionals(toy_spec: SweepSpec) -> 
     assert config.loss.clip_value == toy_spec.base.loss.clip_value
 
 
+def test_the_sweep_seed_shifts_every_trial_seed(toy_spec: SweepSpec) -> None:
+    reseeded = dataclasses.replace(toy_spec, seed=toy_spec.seed + 5)
+    params = {"loss.name": "hinge"}
+    base_seed = toy_spec.base.train.seed
+    assert trial_config_for(toy_spec, params).train.seed == base_seed + toy_spec.seed
+    assert trial_config_for(reseeded, params).train.seed == base_seed + toy_spec.seed + 5
+    searched = dataclasses.replace(
+        reseeded, search={**reseeded.search, "train.seed": IntRange(low=0, high=100)}
+    )
+    assert trial_config_for(searched, {"train.seed": 42}).train.seed == 42
+
+
 def test_trial_config_for_names_bad_params(toy_spec: SweepSpec) -> None:
     with pytest.raises(SpecError, match=r"trial params loss\.nme: not search keys"):
         trial_config_for(toy_spec, {"loss.nme": "hinge"})
