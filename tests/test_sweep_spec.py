@@ -125,7 +125,9 @@ def test_valid_spec_is_typed_and_normalised(toy_spec: SweepSpec) -> None:
     # ranking replaces base.convergence: the trainer's best checkpoint uses the same rule
     assert toy_spec.base.convergence == toy_spec.ranking
     assert toy_spec.ranking.score == "fooling_rate" and toy_spec.ranking.d_acc_min == 0.7
-    assert toy_spec.launcher_settings["slurm"].additional_parameters == {"mail-user": "me@example.org"}
+    assert toy_spec.launcher_settings["slurm"].additional_parameters == {
+        "mail-user": "me@example.org"
+    }
     assert toy_spec.sweep_dir() == Path("out/toy")
     assert toy_spec.sweep_dir(Path("/scratch/mine")) == Path("/scratch/mine")  # --out: itself
 

@@ -332,9 +332,7 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
     trial = TrialDir(tmp_path / "trial")
     trial.path.mkdir()
     trial.write_config(small_frf_config(num_steps=600, eval_every_steps=20))
-    spec = LaunchSpec(
-        world_size=2, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.preempt"
-    )
+    spec = LaunchSpec(world_size=2, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.preempt")
     job = get_launcher("slurm").start(trial, spec)
     assert isinstance(job, SlurmJob)
 
@@ -523,9 +521,7 @@ def test_trial_task_pickle_carries_only_the_trial_directory(tmp_path: Path) -> N
 
 # ------------------------------------------------- end states and exactly-once job submission
 
-ONE_RANK = LaunchSpec(
-    world_size=1, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.ends"
-)
+ONE_RANK = LaunchSpec(world_size=1, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.ends")
 
 
 def _new_trial(tmp_path: Path, name: str, **train: object) -> TrialDir:
