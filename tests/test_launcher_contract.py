@@ -231,3 +231,8 @@ def test_the_cli_offers_every_registered_backend(toy_backend: None) -> None:
 def test_an_unknown_launcher_lists_the_registered_ones() -> None:
     with pytest.raises(SpecError, match=r"launcher: 'pbs' is not one of 'local', 'slurm'"):
         sweep_spec_from_dict({"name": "x", "launcher": "pbs"}, source="x.yaml")
+
+
+@pytest.mark.parametrize("name", list(LAUNCHERS))
+def test_each_backend_answers_to_its_registry_name(name: str) -> None:
+    assert get_launcher(name).name == name
