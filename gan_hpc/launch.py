@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gan_hpc.config import TrainConfig
 from gan_hpc.errors import GanHpcError, LaunchError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.trial_dir import TrialDir
@@ -212,8 +213,18 @@ class Launcher(abc.ABC):
 
 
 def rank_threads(trial: TrialDir) -> int:
-    """Threads per rank: the trial's ``train.num_threads`` (OMP_NUM_THREADS and torch's)."""
-    return trial.read_config().train.num_threads
+    """Threads per rank: the trial's ``train.num_threads`` (OMP_NUM_THREADS and torch's).
+
+    Read without validating the config: one the trainer refuses still starts, and the
+    trainer exits 2 saying why (the default thread count stands in meanwhile).
+    """
+    try:
+        threads = read_json(trial.config_path)["train"]["num_threads"]
+    except (GanHpcError, FileNotFoundError, KeyError, TypeError):
+        threads = None
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        return threads
+    return TrainConfig().num_threads
 
 
 def train_command(trial: TrialDir) -> list[str]:
