@@ -20,6 +20,7 @@ from gan_hpc.arguments import add_export_arguments, add_sample_arguments, build_
 from gan_hpc.config import DataConfig, DataFormat
 from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.errors import GanHpcError, SweepError
+from gan_hpc.launcher_registry import launcher_names
 from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
 from gan_hpc.trial_dir import SPEC_FILE, TRIALS_DIR
@@ -122,11 +123,12 @@ def _add_allow_spec_change_argument(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     _add_submit_arguments(parser)
-    parser.add_argument(
-        "--launcher",
-        choices=("local", "slurm"),
-        help="run trials here or as SLURM jobs (default: the spec's launcher)",
-    )
+    _add_launcher_argument(parser, "the launcher of the trials (default: the spec's launcher)")
+
+
+def _add_launcher_argument(parser: argparse.ArgumentParser, text: str) -> None:
+    """``--launcher NAME``, one of the registered backends."""
+    parser.add_argument("--launcher", choices=launcher_names(), help=text)
 
 
 def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[SweepSpec, Path]:
@@ -167,13 +169,26 @@ def _run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_submit_only_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_submit_arguments(parser)
+    _add_launcher_argument(
+        parser,
+        "the launcher whose driver job runs the sweep (default: the spec's launcher when it has "
+        "a driver job, else one that has)",
+    )
+
+
 def _run_submit(args: argparse.Namespace) -> int:
-    from gan_hpc.launch import get_launcher, launch_spec_for
+    from gan_hpc.launcher_registry import driver_launcher_name, get_launcher, launch_spec_for
     from gan_hpc.tune import prepare_sweep_dir
 
-    spec, sweep_dir = _load_sweep(args, [*args.overrides, "launcher=slurm"])
+    if args.launcher:
+        name = driver_launcher_name(args.launcher, is_explicit=True)
+    else:
+        name = driver_launcher_name(load_sweep_spec(args.spec, args.overrides).launcher)
+    spec, sweep_dir = _load_sweep(args, [*args.overrides, f"launcher={name}"])
     sweep_dir = sweep_dir.resolve()
-    get_launcher("slurm").check(launch_spec_for(spec))
+    get_launcher(name).check(launch_spec_for(spec))
     prepare_sweep_dir(spec, sweep_dir)
     _submit_driver(spec, sweep_dir)
     return 0
@@ -181,11 +196,12 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 def _submit_driver(spec: SweepSpec, sweep_dir: Path) -> None:
     """Submit the driver job of the sweep stored in ``sweep_dir``; print where to look."""
-    from gan_hpc.launch import launch_spec_for
-    from gan_hpc.slurm_launch import submit_driver
+    from gan_hpc.launcher_registry import get_launcher, launch_spec_for
 
     launch_spec = launch_spec_for(spec)
-    job_id = submit_driver(sweep_dir / SPEC_FILE, sweep_dir, launch_spec)
+    job_id = get_launcher(spec.launcher).submit_driver(
+        sweep_dir / SPEC_FILE, sweep_dir, launch_spec
+    )
     print(
         f"submitted driver job {job_id}: sweep {spec.name}, {spec.tune.num_samples} trials\n"
         f"  sweep directory  {sweep_dir}\n"
@@ -238,7 +254,7 @@ def _add_extend_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_extend(args: argparse.Namespace) -> int:
     from gan_hpc.extend import extend_spec, read_extendable
-    from gan_hpc.launch import get_launcher, launch_spec_for
+    from gan_hpc.launcher_registry import driver_launcher_name, get_launcher, launch_spec_for
     from gan_hpc.safety import check_sweep_dir_safe
     from gan_hpc.spec_change import parse_allowed
     from gan_hpc.tune import DRIVER_LOCK_FILE
@@ -246,10 +262,12 @@ def _run_extend(args: argparse.Namespace) -> int:
     sweep_dir = args.sweep_dir.resolve()
     read_extendable(sweep_dir, args.num_samples)
     check_sweep_dir_safe(sweep_dir)  # the driver that follows reads submitit's pickles
-    overrides = [*args.overrides, *(["launcher=slurm"] if args.submit else [])]
+    overrides = list(args.overrides)
     if args.submit:  # a refused sbatch option fails before the total changes
+        stored = load_sweep_spec(sweep_dir / SPEC_FILE, overrides)
+        overrides.append(f"launcher={driver_launcher_name(stored.launcher)}")
         new = load_sweep_spec(sweep_dir / SPEC_FILE, overrides)
-        get_launcher("slurm").check(launch_spec_for(new))
+        get_launcher(new.launcher).check(launch_spec_for(new))
     spec = extend_spec(
         sweep_dir,
         args.num_samples,
@@ -502,7 +520,7 @@ COMMANDS: CommandTree = {
         ),
         "submit": Command(
             "submit the sweep's driver as a SLURM job (trials run as SLURM jobs); print its id",
-            _add_submit_arguments,
+            _add_submit_only_arguments,
             _run_submit,
         ),
         "status": Command(

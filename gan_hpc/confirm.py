@@ -32,7 +32,8 @@ from gan_hpc.config import ConvergenceConfig, TrialConfig
 from gan_hpc.convergence import gate_holds
 from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
-from gan_hpc.launch import TrialJob, get_launcher, launch_spec_for
+from gan_hpc.launch import TrialJob
+from gan_hpc.launcher_registry import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
 from gan_hpc.rank import (
     CONFIRM_FILE,

@@ -14,7 +14,9 @@ requeue. The requeued job resumes from the newest valid checkpoint in the trial 
 task carries only the directory's path, never a checkpoint path. A job requeued more than
 ``slurm.max_requeues`` times stops with a message saying so.
 
-This module and :mod:`gan_hpc.launch` are the only ones that import submitit.
+This module is the only one that imports submitit; the registry
+(:mod:`gan_hpc.launcher_registry`) loads it only when a sweep uses the SLURM launcher. The
+``slurm:`` block it reads is :class:`~gan_hpc.slurm_config.SlurmConfig`.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ from gan_hpc.launch import (
     LaunchSpec,
     TrialJob,
     die_with_parent,
+    rank_threads,
     read_launch,
     train_command,
     update_launch,
 )
 from gan_hpc.safety import check_safe_to_unpickle
+from gan_hpc.slurm_config import SlurmConfig
 from gan_hpc.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
-from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
 
 logger = get_logger(__name__)
@@ -129,28 +132,28 @@ class TrialTask(submitit.helpers.Checkpointable):
     """One task of a trial's job: runs one DDP rank of the trainer as a child process.
 
     The trainer runs in a child so that it receives SIGUSR1/SIGTERM and checkpoints by itself,
-    while this process keeps submitit's USR2 handler. Only the trial directory's path and two
-    settings cross the pickle; the requeued job finds its checkpoint in that directory.
+    while this process keeps submitit's USR2 handler. Only the trial directory's path and one
+    setting cross the pickle; the requeued job finds its checkpoint in that directory, and
+    its thread count in ``config.json``.
     """
 
-    def __init__(self, *, trial_dir: str, max_requeues: int, threads_per_rank: int) -> None:
+    def __init__(self, *, trial_dir: str, max_requeues: int) -> None:
         self.trial_dir = trial_dir
         self.max_requeues = max_requeues
-        self.threads_per_rank = threads_per_rank
         self._process: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Only the settings cross the pickle, never the running child."""
-        return {
-            "trial_dir": self.trial_dir,
-            "max_requeues": self.max_requeues,
-            "threads_per_rank": self.threads_per_rank,
-        }
+        return {"trial_dir": self.trial_dir, "max_requeues": self.max_requeues}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Rebuild from the settings."""
-        self.__init__(**state)  # type: ignore[misc]
+        """Rebuild from the settings; an older job's pickled thread count is dropped.
+
+        ``config.json`` gives the thread count now (``train.num_threads``).
+        """
+        settings = {k: state[k] for k in ("trial_dir", "max_requeues")}
+        self.__init__(**settings)  # type: ignore[misc]
 
     def __call__(self) -> int:
         """Run the trainer's rank; 0 when it finished (or diverged), else raise or exit 75."""
@@ -203,11 +206,7 @@ class TrialTask(submitit.helpers.Checkpointable):
             TrialDir(self.trial_dir).update_status(message=message)
             raise LaunchError(message)
         return submitit.helpers.DelayedSubmission(
-            TrialTask(
-                trial_dir=self.trial_dir,
-                max_requeues=self.max_requeues,
-                threads_per_rank=self.threads_per_rank,
-            )
+            TrialTask(trial_dir=self.trial_dir, max_requeues=self.max_requeues)
         )
 
     def _start(self, trial: TrialDir) -> None:
@@ -222,7 +221,7 @@ class TrialTask(submitit.helpers.Checkpointable):
             "WORLD_SIZE": str(dist.world_size),
             "MASTER_ADDR": dist.master_addr,
             "MASTER_PORT": str(dist.master_port),
-            "OMP_NUM_THREADS": str(self.threads_per_rank),
+            "OMP_NUM_THREADS": str(rank_threads(trial)),
             "PYTHONUNBUFFERED": "1",
         }
         self._process = subprocess.Popen(
@@ -388,13 +387,16 @@ class SlurmLauncher(Launcher):
     """Submits each trial as one SLURM job through submitit: one task (= one GPU) per rank."""
 
     name = "slurm"
+    watcher_cpus = 0.01  # the watcher only tails files; a login node can watch many trials
+    has_driver_job = True
 
     def check(self, spec: LaunchSpec) -> None:
         """Ask sbatch whether it would accept the trial jobs (``sbatch --test-only``)."""
         tasks_per_node = spec.world_size // spec.nodes
-        if spec.slurm.gpus_per_node not in (0, tasks_per_node):
+        gpus_per_node = slurm_settings(spec).gpus_per_node
+        if gpus_per_node not in (0, tasks_per_node):
             raise LaunchError(
-                f"slurm.gpus_per_node is {spec.slurm.gpus_per_node} but each node runs "
+                f"slurm.gpus_per_node is {gpus_per_node} but each node runs "
                 f"{tasks_per_node} ranks (resources.world_size / resources.nodes); one rank "
                 "drives one GPU, so make them equal"
             )
@@ -413,9 +415,7 @@ class SlurmLauncher(Launcher):
             trial.path / SLURM_DIR / "%j", spec, comment=job_comment(trial, launch)
         )
         task = TrialTask(
-            trial_dir=str(trial.path.resolve()),
-            max_requeues=spec.slurm.max_requeues,
-            threads_per_rank=spec.slurm.cpus_per_task,
+            trial_dir=str(trial.path.resolve()), max_requeues=slurm_settings(spec).max_requeues
         )
         try:
             with _outside_any_job():
@@ -462,6 +462,10 @@ class SlurmLauncher(Launcher):
         )
         logger.info("watching slurm job %s of %s again", job_id, trial.path)
         return _watched(job, trial, spec)
+
+    def submit_driver(self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
+        """Submit the sweep's driver as a SLURM job (:func:`submit_driver`); its job id."""
+        return submit_driver(spec_path, sweep_dir, spec)
 
     def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
         """The poller of driver run ``spec.driver_token``: one squeue call per interval for all."""
@@ -598,7 +602,7 @@ def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
     script = driver_dir / "driver.sbatch"
     script.write_text(
         render_driver_script(
-            spec.slurm,
+            slurm_settings(spec),
             job_name=spec.job_name,
             log_path=str(driver_dir / "%j.log"),
             python=sys.executable,
@@ -611,6 +615,17 @@ def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
     return output.split(";")[0].strip()
 
 
+def slurm_settings(spec: LaunchSpec) -> SlurmConfig:
+    """The ``slurm:`` block a launch spec carries (the defaults when it carries none)."""
+    if spec.settings is None:
+        return SlurmConfig()
+    if not isinstance(spec.settings, SlurmConfig):
+        raise LaunchError(
+            f"the slurm launcher needs a slurm: block, got {type(spec.settings).__name__}"
+        )
+    return spec.settings
+
+
 def _sbatch_memory(mem_gb: float) -> str:
     """Return sbatch's --mem value, as submitit writes it."""
     return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
@@ -621,7 +636,7 @@ def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit
 
     The job is named after the sweep and its comment is the trial id (``squeue -o %k``).
     """
-    slurm: SlurmConfig = spec.slurm
+    slurm = slurm_settings(spec)
     executor = submitit.AutoExecutor(
         folder=folder, cluster="slurm", slurm_max_num_timeout=slurm.max_requeues
     )

@@ -12,8 +12,8 @@ A sweep file has these top-level blocks (every one optional but ``base`` in prac
       model.generator.depth: {int: [1, 3]}
     tune: {...}                      # TuneSettings: metric, budget, ASHA, Optuna
     resources: {...}                 # ResourcesConfig: CPUs/GPUs/DDP ranks per trial
-    launcher: local                  # local | slurm
-    slurm: {...}                     # SlurmConfig (validated even when launcher is local)
+    launcher: local                  # a name in gan_hpc.launcher_registry: local | slurm
+    slurm: {...}                     # the slurm backend's block (validated whatever the launcher)
     ranking: {...}                   # a ConvergenceConfig: gate thresholds + score
     storage: {path: runs}
 
@@ -35,9 +35,8 @@ import dataclasses
 import difflib
 import logging
 import re
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +60,12 @@ from gan_hpc.config_validation import (
 )
 from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING
 from gan_hpc.errors import SpecError
+from gan_hpc.launcher_registry import (
+    DEFAULT_LAUNCHER,
+    launcher_names,
+    load_launcher_settings,
+    settings_blocks,
+)
 from gan_hpc.quality_names import metric_mode
 from gan_hpc.search_space import (
     Distribution,
@@ -73,7 +78,8 @@ from gan_hpc.search_space import (
 logger = logging.getLogger(__name__)
 
 KNOWN_METRICS: tuple[str, ...] = ALL_TRAINING + ALL_CONVERGENCE
-SWEEP_KEYS: tuple[str, ...] = (
+# the top-level blocks besides each launcher backend's own (e.g. slurm:, after launcher:)
+SPEC_KEYS: tuple[str, ...] = (
     "name",
     "seed",
     "base",
@@ -81,27 +87,11 @@ SWEEP_KEYS: tuple[str, ...] = (
     "tune",
     "resources",
     "launcher",
-    "slurm",
     "ranking",
     "storage",
 )
-Launcher = Literal["local", "slurm"]
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SBATCH_OPTION_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
-# sbatch options that SlurmConfig already types; additional_parameters must not shadow them.
-_TYPED_SBATCH_OPTIONS = {
-    "partition": "partition",
-    "account": "account",
-    "qos": "qos",
-    "constraint": "constraint",
-    "time": "timeout_min",
-    "mem": "mem_gb",
-    "cpus-per-task": "cpus_per_task",
-    "gpus-per-node": "gpus_per_node",
-    "signal": "signal_delay_s",
-    "array": "array_parallelism",
-}
 # --smoke: quality sample sizes small enough that scoring takes seconds, not minutes
 SMOKE_QUALITY_CAPS = {
     "num_rows": 500,
@@ -212,55 +202,6 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SlurmConfig:
-    """sbatch settings for the SLURM launcher (trial jobs) and the sweep driver job."""
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    timeout_min: int = 60
-    mem_gb: float | None = None
-    cpus_per_task: int = 1
-    gpus_per_node: int = 0
-    signal_delay_s: int = 120  # SIGUSR1 this long before the time limit: checkpoint + requeue
-    max_requeues: int = 3
-    array_parallelism: int = 8
-    additional_parameters: dict[str, str] = field(default_factory=dict)  # any other sbatch option
-    driver_timeout_min: int = 1440
-    driver_cpus: int = 2
-    driver_mem_gb: float = 4.0
-    setup: tuple[str, ...] = ()  # shell lines run before each job, e.g. "module load cuda"
-
-    def __post_init__(self) -> None:
-        require(self.timeout_min >= 1, "timeout_min", "must be >= 1")
-        require(self.mem_gb is None or self.mem_gb > 0, "mem_gb", "must be > 0 or null")
-        require(self.cpus_per_task >= 1, "cpus_per_task", "must be >= 1")
-        require(self.gpus_per_node >= 0, "gpus_per_node", "must be >= 0")
-        require(
-            0 <= self.signal_delay_s < self.timeout_min * 60,
-            "signal_delay_s",
-            f"must be >= 0 and below timeout_min * 60 = {self.timeout_min * 60}, "
-            f"got {self.signal_delay_s}",
-        )
-        require(self.max_requeues >= 0, "max_requeues", "must be >= 0")
-        require(self.array_parallelism >= 1, "array_parallelism", "must be >= 1")
-        require(self.driver_timeout_min >= 1, "driver_timeout_min", "must be >= 1")
-        require(self.driver_cpus >= 1, "driver_cpus", "must be >= 1")
-        require(self.driver_mem_gb > 0, "driver_mem_gb", "must be > 0")
-        for option in self.additional_parameters:
-            key = f"additional_parameters.{option}"
-            require(
-                bool(_SBATCH_OPTION_PATTERN.match(option)),
-                key,
-                "not an sbatch option name; write the long option without dashes, "
-                "e.g. mail-user or mail_user",
-            )
-            typed = _TYPED_SBATCH_OPTIONS.get(option.replace("_", "-"))
-            require(typed is None, key, f"use slurm.{typed} instead")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StorageConfig:
     """Where sweep directories live: ``<path>/<name>``."""
 
@@ -284,8 +225,9 @@ class SweepSpec:
     search: dict[str, Distribution]
     tune: TuneSettings
     resources: ResourcesConfig
-    launcher: Launcher
-    slurm: SlurmConfig
+    launcher: str  # a registered launcher backend
+    # each backend's own block (e.g. "slurm": SlurmConfig), by backend name
+    launcher_settings: dict[str, Any]
     ranking: ConvergenceConfig
     storage: StorageConfig
     source: str
@@ -305,7 +247,7 @@ class SweepSpec:
             "tune": config_to_dict(self.tune),
             "resources": config_to_dict(self.resources),
             "launcher": self.launcher,
-            "slurm": config_to_dict(self.slurm),
+            **{name: config_to_dict(block) for name, block in self.launcher_settings.items()},
             "ranking": config_to_dict(self.ranking),
             "storage": config_to_dict(self.storage),
         }
@@ -350,10 +292,11 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
     """Build and validate a :class:`SweepSpec` from plain data; errors name ``source``."""
     if not isinstance(document, Mapping):
         raise SpecError(f"{source}: expected a mapping at the top level")
+    valid_keys = sweep_keys()
     for key in document:
-        if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(SWEEP_KEYS)}"
+        if key not in valid_keys:
+            close = difflib.get_close_matches(str(key), valid_keys, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(valid_keys)}"
             raise SpecError(f"{source}: {key}: unknown key '{key}' ({hint})")
 
     name = document.get("name", Path(source).stem)
@@ -365,9 +308,10 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
     seed = document.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise SpecError(f"{source}: seed: expected an int, got {seed!r}")
-    launcher = document.get("launcher", "local")
-    if launcher not in typing.get_args(Launcher):
-        raise SpecError(f"{source}: launcher: {launcher!r} is not one of 'local', 'slurm'")
+    launcher = document.get("launcher", DEFAULT_LAUNCHER)
+    if launcher not in launcher_names():
+        valid = ", ".join(repr(name) for name in launcher_names())
+        raise SpecError(f"{source}: launcher: {launcher!r} is not one of {valid}")
 
     ranking = config_from_dict(
         ConvergenceConfig, document.get("ranking"), source=source, prefix="ranking"
@@ -383,7 +327,10 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
     except ConfigValueError as exc:
         raise SpecError(f"{source}: {exc}") from None
     resources = _block(ResourcesConfig, document, "resources", source)
-    slurm = _block(SlurmConfig, document, "slurm", source)
+    launcher_settings = {
+        block: load_launcher_settings(block, document.get(block), source=source)
+        for block in settings_blocks()
+    }
     storage = _block(StorageConfig, document, "storage", source)
 
     search = load_search(document.get("search"), base, source=source)
@@ -401,7 +348,7 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
         tune=tune,
         resources=resources,
         launcher=launcher,
-        slurm=slurm,
+        launcher_settings=launcher_settings,
         ranking=ranking,
         storage=storage,
         source=source,
@@ -412,6 +359,12 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
         except SpecError as exc:
             raise SpecError(f"{source}: tune.initial_points[{index}]: {exc}") from None
     return spec
+
+
+def sweep_keys() -> tuple[str, ...]:
+    """The top-level keys of a sweep file: the fixed ones and each backend's block."""
+    at = SPEC_KEYS.index("launcher") + 1
+    return (*SPEC_KEYS[:at], *settings_blocks(), *SPEC_KEYS[at:])
 
 
 def _check_tune_metrics(tune: TuneSettings, ranking: ConvergenceConfig) -> None:
@@ -486,7 +439,7 @@ def _apply_sweep_overrides(document: Mapping[str, Any], overrides: Sequence[str]
             else:
                 search[entry] = value
             result["search"] = search
-        elif key.split(".", 1)[0] in SWEEP_KEYS:
+        elif key.split(".", 1)[0] in sweep_keys():
             routed.append(text)
         else:  # relative to the base trial config
             routed.append(f"base.{text.lstrip()}")

@@ -57,7 +57,7 @@ from gan_hpc._logging import get_logger
 from gan_hpc.config import is_quality_metric
 from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
-from gan_hpc.launch import get_launcher, launch_spec_for
+from gan_hpc.launcher_registry import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
 from gan_hpc.progress import SweepProgress, SweepTally, ended_state, make_view
 from gan_hpc.rank import (
@@ -95,9 +95,6 @@ STUDY_FILE = "optuna.journal"  # the Optuna study: JournalStorage, no server, an
 NEW_TRIALS_DIR = ".new-trials"  # trial directories are built here, then renamed into trials/
 SEARCH_FILE = "search.json"  # <trial>/search.json: the Optuna trial number behind the trial
 JOURNAL_LOCK_GRACE_S = 5  # a killed driver's journal lock is broken after this (one driver runs)
-# The watcher only tails files; under the slurm launcher it must not hold a CPU the
-# training jobs could use, so a login node can watch many trials.
-WATCHER_CPUS = {"local": None, "slurm": 0.01}
 
 
 # ------------------------------------------------------------------- the sweep's trial ledger
@@ -493,14 +490,9 @@ def build_tuner(
     saved. Each driver run gets its own experiment directory under ``<sweep_dir>/ray``.
     """
     context = SweepContext(sweep_dir=str(sweep_dir), driver_token=driver_token)
-    resources: dict[str, float] = {
-        "cpu": spec.resources.cpus_per_trial,
-        "gpu": spec.resources.gpus_per_trial,
-    }
-    if WATCHER_CPUS.get(spec.launcher) is not None:
-        resources = {
-            "cpu": float(WATCHER_CPUS[spec.launcher] or 0.0)
-        }  # the job holds the real resources
+    resources = get_launcher(spec.launcher).watcher_resources(
+        spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
+    )
     trainable = tune.with_resources(tune.with_parameters(TrialWatcher, context=context), resources)
     tune_settings = spec.tune
     searcher = ConcurrencyLimiter(

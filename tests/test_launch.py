@@ -14,16 +14,11 @@ import pytest
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import SAMPLES_PER_S
-from gan_hpc.launch import (
-    LAUNCH_FILE,
-    LaunchSpec,
-    get_launcher,
-    read_launch,
-    stop_leftover_trainers,
-    trainer_pids,
-    update_launch,
-)
+from gan_hpc.launch import LAUNCH_FILE, LaunchSpec, read_launch, update_launch
+from gan_hpc.launcher_registry import get_launcher
+from gan_hpc.local_launch import stop_leftover_trainers, trainer_pids
 from gan_hpc.trial_dir import TrialDir
+from tests.helpers import small_frf_config
 
 # `python -m gan_hpc.train TRIAL_DIR` finds this module first (the working directory leads
 # sys.path): it notes the launch record it saw at start, then sleeps like a long trial.
@@ -51,6 +46,7 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _trial(tmp_path: Path) -> TrialDir:
     trial = TrialDir(tmp_path / "sweep" / "trials" / "trial_0000")
     trial.path.mkdir(parents=True)
+    trial.write_config(small_frf_config())  # a launcher reads the rank's thread count there
     return trial
 
 

@@ -125,7 +125,9 @@ def test_valid_spec_is_typed_and_normalised(toy_spec: SweepSpec) -> None:
     # ranking replaces base.convergence: the trainer's best checkpoint uses the same rule
     assert toy_spec.base.convergence == toy_spec.ranking
     assert toy_spec.ranking.score == "fooling_rate" and toy_spec.ranking.d_acc_min == 0.7
-    assert toy_spec.slurm.additional_parameters == {"mail-user": "me@example.org"}
+    assert toy_spec.launcher_settings["slurm"].additional_parameters == {
+        "mail-user": "me@example.org"
+    }
     assert toy_spec.sweep_dir() == Path("out/toy")
     assert toy_spec.sweep_dir(Path("/scratch/mine")) == Path("/scratch/mine")  # --out: itself
 
@@ -193,6 +195,11 @@ BAD_CASES = [
     (
         {"slurm": {"additional_parameters": {"time": "10"}}},
         r"slurm\.additional_parameters\.time: use slurm\.timeout_min instead",
+    ),
+    (
+        {"slurm": {"additional_parameters": {"array": "0-3"}}},
+        r"slurm\.additional_parameters\.array: use tune\.max_concurrent_trials \(each trial is "
+        r"one job",
     ),
     (
         {"resources": {"world_size": 3, "nodes": 2}},
@@ -316,7 +323,7 @@ def test_overrides_create_missing_blocks(tmp_path: Path) -> None:
     spec = load_sweep_spec(
         _write(tmp_path, document), ["tune.num_samples=3", "slurm.timeout_min=30"]
     )
-    assert spec.tune.num_samples == 3 and spec.slurm.timeout_min == 30
+    assert spec.tune.num_samples == 3 and spec.launcher_settings["slurm"].timeout_min == 30
 
 
 def test_overrides_set_and_remove_search_entries(tmp_path: Path) -> None:
@@ -490,3 +497,15 @@ def test_bad_quality_ranking_fails_in_one_line(
     message = str(info.value)
     assert "\n" not in message
     assert re.match(re.escape(str(path)) + ": " + pattern, message), message
+
+
+def test_a_stored_spec_with_array_parallelism_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slurm.array_parallelism was never used: an old spec.yaml drops it with a notice."""
+    document = {**VALID, "slurm": {**VALID["slurm"], "array_parallelism": 8}}
+    with caplog.at_level("WARNING", logger="gan_hpc"):
+        spec = load_sweep_spec(_write(tmp_path, document))
+    assert "array_parallelism" not in spec.to_dict()["slurm"]
+    (notice,) = [r.getMessage() for r in caplog.records if "array_parallelism" in r.getMessage()]
+    assert "slurm.array_parallelism is ignored" in notice and "\n" not in notice

@@ -21,7 +21,7 @@ WATCHER_SETUP = """
 import sys
 from pathlib import Path
 
-from gan_hpc.launch import get_launcher, launch_spec_for
+from gan_hpc.launcher_registry import get_launcher, launch_spec_for
 from gan_hpc.sweep_spec import trial_config_for
 from gan_hpc.trial_dir import TrialDir, parse_metrics_line
 from gan_hpc.watcher import SweepContext, TrialWatcher, after_job_end

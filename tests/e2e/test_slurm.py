@@ -26,17 +26,11 @@ import yaml
 from gan_hpc import convergence as names
 from gan_hpc import slurm_launch
 from gan_hpc.errors import LaunchError
-from gan_hpc.launch import (
-    EXIT_CANCELLED,
-    EXIT_LOST,
-    LaunchSpec,
-    get_launcher,
-    read_launch,
-    trainer_pids,
-    update_launch,
-)
+from gan_hpc.launch import EXIT_CANCELLED, EXIT_LOST, LaunchSpec, read_launch, update_launch
+from gan_hpc.launcher_registry import get_launcher
+from gan_hpc.local_launch import trainer_pids
+from gan_hpc.slurm_config import SlurmConfig
 from gan_hpc.slurm_launch import SlurmJob, job_comment, render_driver_script, sweep_key
-from gan_hpc.sweep_spec import SlurmConfig
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, TrialDir
 from gan_hpc.watcher import after_job_end
 from tests.helpers import small_frf_config
@@ -254,7 +248,7 @@ def test_sbatch_script_of_a_trial_job_is_recorded(slurm_conf: str, tmp_path: Pat
         # held: submitted and recorded, never started
         additional_parameters={"hold": "", "mail-type": "NONE"},
     )
-    spec = LaunchSpec(world_size=2, nodes=1, slurm=slurm, job_name="gan-hpc.golden")
+    spec = LaunchSpec(world_size=2, nodes=1, settings=slurm, job_name="gan-hpc.golden")
     job = get_launcher("slurm").start(trial, spec)
     try:
         assert isinstance(job, SlurmJob)
@@ -338,7 +332,7 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
     trial = TrialDir(tmp_path / "trial")
     trial.path.mkdir()
     trial.write_config(small_frf_config(num_steps=600, eval_every_steps=20))
-    spec = LaunchSpec(world_size=2, slurm=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.preempt")
+    spec = LaunchSpec(world_size=2, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.preempt")
     job = get_launcher("slurm").start(trial, spec)
     assert isinstance(job, SlurmJob)
 
@@ -514,20 +508,20 @@ def test_trial_task_pickle_carries_only_the_trial_directory(tmp_path: Path) -> N
 
     from gan_hpc.slurm_launch import TrialTask
 
-    task = TrialTask(trial_dir=str(tmp_path), max_requeues=2, threads_per_rank=1)
+    task = TrialTask(trial_dir=str(tmp_path), max_requeues=2)
     for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)):
         copy = loads(dumps(task))
         assert vars(copy) == vars(task)
-        assert copy.__getstate__() == {
-            "trial_dir": str(tmp_path),
-            "max_requeues": 2,
-            "threads_per_rank": 1,
-        }
+        assert copy.__getstate__() == {"trial_dir": str(tmp_path), "max_requeues": 2}
+    # a job queued before the thread count came from config.json still unpickles at requeue
+    old = TrialTask.__new__(TrialTask)
+    old.__setstate__({"trial_dir": str(tmp_path), "max_requeues": 2, "threads_per_rank": 4})
+    assert vars(old) == vars(task)
 
 
 # ------------------------------------------------- end states and exactly-once job submission
 
-ONE_RANK = LaunchSpec(world_size=1, slurm=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.ends")
+ONE_RANK = LaunchSpec(world_size=1, settings=SlurmConfig(**SLURM_BLOCK), job_name="gan-hpc.ends")
 
 
 def _new_trial(tmp_path: Path, name: str, **train: object) -> TrialDir:
