@@ -165,8 +165,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     # restore-or-start: a driver that died before Ray's first snapshot starts the sweep again
     restore = (sweep_dir / SPEC_FILE).exists() and has_tune_state(spec, sweep_dir)
     leaderboard = _drive(spec, sweep_dir, restore=restore)
-    _print_summary(leaderboard, sweep_dir, spec)
-    return 0
+    return _print_summary(leaderboard, sweep_dir, spec)
 
 
 def _add_submit_only_arguments(parser: argparse.ArgumentParser) -> None:
@@ -230,8 +229,7 @@ def _run_resume(args: argparse.Namespace) -> int:
     check_sweep_dir_safe(args.sweep_dir)
     spec = load_sweep_spec(spec_path)
     leaderboard = _drive(spec, args.sweep_dir, restore=True)
-    _print_summary(leaderboard, args.sweep_dir, spec)
-    return 0
+    return _print_summary(leaderboard, args.sweep_dir, spec)
 
 
 def _add_extend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,8 +278,7 @@ def _run_extend(args: argparse.Namespace) -> int:
         _submit_driver(spec, sweep_dir)
         return 0
     leaderboard = _drive(spec, sweep_dir, restore=True)
-    _print_summary(leaderboard, sweep_dir, spec)
-    return 0
+    return _print_summary(leaderboard, sweep_dir, spec)
 
 
 def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -464,15 +461,29 @@ def _emit(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) -> None:
+def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) -> int:
+    """Print the leaderboard and the next commands; 1 when no trial trained a single step."""
+    import pandas as pd
+
     from gan_hpc.rank import ranking_rule
 
+    trials = leaderboard[leaderboard["state"] != "baseline"]
+    steps = pd.to_numeric(trials.get("step"), errors="coerce") if len(trials) else None
+    if steps is None or not (steps > 0).any():
+        states = ", ".join(f"{n} {s}" for s, n in trials["state"].value_counts().items())
+        print(
+            f"gan-hpc: error: {sweep_dir}: no trial trained a step ({states or 'no trials'}); "
+            f"read the first trial's log in {sweep_dir / 'trials' / 'trial_0000' / 'logs'}",
+            file=sys.stderr,
+        )
+        return 1
     print(_format_table(leaderboard))
     print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
     print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
     print(f"report:      gan-hpc sweep report {sweep_dir}", file=sys.stderr)
     print(f"more trials: gan-hpc sweep extend {sweep_dir} --num-samples N", file=sys.stderr)
+    return 0
 
 
 # ------------------------------------------------------------------------------- the table

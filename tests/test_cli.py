@@ -119,3 +119,28 @@ def test_train_with_unknown_key_is_one_line(
 def test_group_without_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep"]) == 2
     assert "validate" in capsys.readouterr().out
+
+
+def test_a_sweep_in_which_no_trial_trained_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from gan_hpc.cli import _print_summary
+    from gan_hpc.sweep_spec import load_sweep_spec
+
+    spec = load_sweep_spec(REPO / "sweeps" / "quickstart.yaml")
+    failed = pd.DataFrame(
+        {
+            "rank": [None, None, None],
+            "trial_id": ["trial_0000", "trial_0001", "baseline:mean_curve"],
+            "state": ["failed", "failed", "baseline"],
+            "step": [None, None, None],
+        }
+    )
+    assert _print_summary(failed, tmp_path, spec) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no trial trained a step (2 failed)" in error
+    trained = failed.assign(state=["finished", "failed", "baseline"], step=[40, None, None])
+    assert _print_summary(trained, tmp_path, spec) == 0
+    assert "trial_0000" in capsys.readouterr().out
