@@ -255,15 +255,10 @@ def confirm_sweep(
                     "checkpoint": checkpoint,
                     "score": spec.ranking.score,
                     "score_mode": spec.ranking.score_mode,
-                    "trials": {k: _json_ready(v) for k, v in summaries.items()},
+                    "trials": summaries,
                 },
             )
     return summaries
-
-
-def _json_ready(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN becomes None (JSON has no NaN)."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 
 def format_confirmations(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -267,9 +266,7 @@ def export_trial(
     weights, source = generator_weights(state, checkpoint_path)
     ranking = ranking or config.convergence
     quality = _checkpoint_quality(trial, checkpoint, int(record["step"]), checkpoint_path, config)
-    metrics = {
-        str(k): _finite(v) for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()
-    }
+    metrics = {str(k): v for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()}
     provenance = {
         "trial_id": trial.path.name,
         "checkpoint": checkpoint,
@@ -488,13 +485,6 @@ def package_versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ------------------------------------------------------------------------- torch.export
