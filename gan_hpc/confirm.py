@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -34,17 +34,17 @@ from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
 from gan_hpc.launch import TrialJob, get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
-from gan_hpc.rank import (
-    CONFIRM_FILE,
-    TRIALS_DIR,
-    CheckpointRecord,
-    TrialRecord,
-    collect_trials,
-    rank_trials,
-    read_spec,
-)
+from gan_hpc.rank import rank_trials
+from gan_hpc.sweep_dir import CONFIRM_FILE, TRIALS_DIR, TrialRecord, collect_trials, read_spec
 from gan_hpc.sweep_spec import SweepSpec
-from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_OK, EXIT_REQUEUE, TrialDir
+from gan_hpc.trial_dir import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    CheckpointKind,
+    CheckpointRecord,
+    TrialDir,
+)
 
 logger = get_logger(__name__)
 
@@ -53,8 +53,6 @@ CONFIRM_LOCK_FILE = "confirm.lock"
 POLL_INTERVAL_S = 1.0
 SEED_STRIDE = 7919  # new seeds: the original's plus multiples of a prime, never the original
 RELATIVE_TOLERANCE = 0.10  # an original may beat its re-runs' mean by this much and hold up
-
-CheckpointKind = Literal["best", "last"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,23 +43,19 @@ from gan_hpc.convergence import (
     STEP,
 )
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
-from gan_hpc.files import atomic_write_text, read_jsonl
-from gan_hpc.rank import (
-    BASELINE_PREFIX,
+from gan_hpc.files import atomic_write_text
+from gan_hpc.leaderboard import format_table, short_headers, table_columns
+from gan_hpc.rank import BASELINE_PREFIX, rank_trials, ranking_rule
+from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
+from gan_hpc.sweep_dir import (
     TrialRecord,
     collect_trials,
-    format_table,
-    rank_trials,
-    ranking_rule,
     read_baselines,
     read_confirmations,
     read_spec,
-    short_headers,
-    table_columns,
 )
-from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from gan_hpc.sweep_spec import SweepSpec
-from gan_hpc.trial_dir import METRICS_FILE, METRICS_KEY
+from gan_hpc.trial_dir import METRICS_FILE, CheckpointKind, TrialDir
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +113,7 @@ def build_report(
     sweep_dir: Path,
     *,
     top_k: int = DEFAULT_TOP_K,
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: CheckpointKind = "best",
     use_samples: bool = True,
 ) -> Report:
     """Assemble the report of a sweep directory.
@@ -186,7 +182,7 @@ def write_report(
     out: Path | None = None,
     *,
     top_k: int = DEFAULT_TOP_K,
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: CheckpointKind = "best",
     use_samples: bool = True,
 ) -> tuple[Path, Report]:
     """Build the report and write it atomically (default ``<sweep_dir>/report.html``).
@@ -476,7 +472,7 @@ def _top_trials_html(
     top: Sequence[str],
     records: Mapping[str, TrialRecord],
     board: pd.DataFrame,
-    samples: Literal["best", "last"] | None,
+    samples: CheckpointKind | None,
 ) -> list[str]:
     """Per top trial: its curves over steps, and samples of its checkpoint next to real data."""
     if not top:
@@ -500,7 +496,7 @@ def _top_trials_html(
 
 def _curves_figure(record: TrialRecord, best_step: Any) -> Figure | str:
     """G/D losses and the convergence metrics over steps, the ranked step marked."""
-    lines = read_jsonl(record.path / METRICS_FILE, key=METRICS_KEY)
+    lines = TrialDir(record.path).read_metrics()
     if not lines:
         return f"{record.trial_id}: no {METRICS_FILE} records."
     frame = pd.DataFrame(lines)
@@ -524,7 +520,7 @@ def _curves_figure(record: TrialRecord, best_step: Any) -> Figure | str:
     return figure
 
 
-def _samples_figure(record: TrialRecord, checkpoint: Literal["best", "last"]) -> Figure | str:
+def _samples_figure(record: TrialRecord, checkpoint: CheckpointKind) -> Figure | str:
     """Samples of the trial's checkpoint next to real validation data (the model card's)."""
     from gan_hpc.export import trial_samples_figure  # torch, the data readers: only here
 
