@@ -57,10 +57,15 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     Every JSON file a sweep keeps goes through here, so no caller strips NaN itself: other
     parsers (``jq``, browsers, pandas' strict mode) reject the ``NaN`` tokens Python would write.
     """
+    atomic_write_text(path, strict_json_text(payload, sort_keys=True))
+
+
+def strict_json_text(payload: Any, *, sort_keys: bool = False) -> str:
+    """``payload`` as indented strict JSON text ending with a newline (NaN, inf: null)."""
     text = json.dumps(
-        _strict_json(payload), indent=2, sort_keys=True, allow_nan=False, default=_json_default
+        _strict_json(payload), indent=2, sort_keys=sort_keys, allow_nan=False, default=_json_default
     )
-    atomic_write_text(path, text + "\n")
+    return text + "\n"
 
 
 def read_json(path: Path) -> Any:

@@ -7,7 +7,6 @@ that fits a terminal, CSV, JSON records and Markdown, and ``<sweep_dir>/leaderbo
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ import pandas as pd
 
 from gan_hpc.config import is_quality_metric
 from gan_hpc.errors import SweepError
-from gan_hpc.files import atomic_write_text
+from gan_hpc.files import atomic_write_text, strict_json_text
 from gan_hpc.quality_names import (
     IMG_CLASS_COVERAGE,
     IMG_CONDITIONAL_ACCURACY,
@@ -43,11 +42,12 @@ def format_leaderboard(df: pd.DataFrame, fmt: LeaderboardFormat = "table") -> st
     if fmt == "csv":
         return str(df.to_csv(index=False))
     if fmt == "json":
+        # pandas' NA is the one missing value the JSON writer does not know
         records = [
-            {key: _json_value(value) for key, value in row.items()}
+            {key: None if value is pd.NA else value for key, value in row.items()}
             for row in df.to_dict(orient="records")
         ]
-        return json.dumps(records, indent=2) + "\n"
+        return strict_json_text(records)
     if fmt == "markdown":
         header = [str(c) for c in df.columns]
         lines = [
@@ -55,12 +55,12 @@ def format_leaderboard(df: pd.DataFrame, fmt: LeaderboardFormat = "table") -> st
             "| " + " | ".join("---" for _ in header) + " |",
         ]
         for row in df.itertuples(index=False):
-            cells = [_cell(value).replace("|", "\\|") for value in row]
+            cells = [format_cell(value).replace("|", "\\|") for value in row]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     if fmt == "table":
         table = [[str(c) for c in df.columns]]
-        table += [[_cell(value) for value in row] for row in df.itertuples(index=False)]
+        table += [[format_cell(value) for value in row] for row in df.itertuples(index=False)]
         widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
         return (
             "\n".join(
@@ -132,12 +132,14 @@ def param_columns(df: pd.DataFrame) -> list[str]:
 
 def _same_values(column: pd.Series, other: pd.Series) -> bool:
     """True when two columns hold the same values (missing ones included) in every row."""
-    return len(column) > 0 and all(_cell(a) == _cell(b) for a, b in zip(column, other, strict=True))
+    return len(column) > 0 and all(
+        format_cell(a) == format_cell(b) for a, b in zip(column, other, strict=True)
+    )
 
 
 def _has_values(column: pd.Series) -> bool:
     """True when some cell of the column is neither missing nor empty."""
-    return any(_cell(value) for value in column)
+    return any(format_cell(value) for value in column)
 
 
 def short_headers(columns: Sequence[str]) -> dict[str, str]:
@@ -206,7 +208,8 @@ def format_table(
     chosen = list(columns) if columns is not None else table_columns(df)
     headers = short_headers(chosen)
     cells = {
-        column: [headers[column], *(_cell(value) for value in df[column])] for column in chosen
+        column: [headers[column], *(format_cell(value) for value in df[column])]
+        for column in chosen
     }
     widths = {column: max(len(cell) for cell in cells[column]) for column in chosen}
     shown = list(chosen)
@@ -229,25 +232,16 @@ def _line_width(columns: Sequence[str], widths: Mapping[str, int]) -> int:
     return sum(widths[c] for c in columns) + len(_SEPARATOR) * (len(columns) - 1)
 
 
-def _cell(value: Any) -> str:
-    """Format one value as short text: floats to 4 significant digits, missing values empty."""
-    if _is_missing(value):
+def format_cell(value: Any) -> str:
+    """One value as short text: floats to 4 significant digits, missing values empty."""
+    if is_missing(value):
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
 
 
-def _json_value(value: Any) -> Any:
-    """Convert a DataFrame cell to a JSON value (NaN -> null, numpy scalars -> Python)."""
-    if _is_missing(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
-
-
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     """None, NaN or pandas' NA."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
