@@ -195,7 +195,7 @@ def format_table(
     """Render a leaderboard for a terminal: chosen columns, short headers, within ``width``.
 
     Args:
-        df: a leaderboard (:func:`rank_trials`).
+        df: a leaderboard (:func:`gan_hpc.rank.rank_trials`).
         columns: the columns to show, in order (default :func:`table_columns`).
         width: the widest a line may be; columns that do not fit are left out (empty ones
             first, then from the last; the first two always stay), and a last line names
