@@ -40,6 +40,7 @@ from gan_hpc.files import atomic_write_text, read_json
 from gan_hpc.sweep_spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
 from gan_hpc.trial_dir import (
     CONFIG_FILE,
+    WALL_TIME_KEY,
     CheckpointRecord,
     TrialDir,
     TrialStatus,
@@ -243,7 +244,7 @@ def _read_trial(path: Path) -> TrialRecord | None:
         params={},
         best=_without_quality(best),
         last=_without_quality(last),
-        wall_time_s=last.metrics.get("wall_time_s") if last else None,
+        wall_time_s=last.metrics.get(WALL_TIME_KEY) if last else None,
         has_result=False,
         restart_count=counts.restart_count,
         resumes=counts.resumes,

@@ -58,7 +58,7 @@ from gan_hpc.distributed import (
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.evaluation import evaluate_convergence
-from gan_hpc.files import append_jsonl, atomic_write_json
+from gan_hpc.files import atomic_write_json
 from gan_hpc.guards import GuardState
 from gan_hpc.hparams import write_trial_hparams
 from gan_hpc.locks import TrialLock
@@ -356,10 +356,7 @@ def train_trial(
                     save_checkpoint(trial.checkpoints / BEST_NAME, state)
                 prune_step_checkpoints(trial.checkpoints, cfg.train.keep_last_checkpoints)
                 wall_time = time.perf_counter() - started
-                append_jsonl(
-                    trial.metrics_path,
-                    {names.STEP: step, names.EPOCH: epoch, names.WALL_TIME_S: wall_time, **metrics},
-                )
+                trial.append_metrics(step=step, epoch=epoch, wall_time_s=wall_time, metrics=metrics)
                 trial.update_status(state="running", step=step)
                 if writer is not None:
                     _log_tensorboard(writer, step, metrics, eval_generator, data, cfg, device)

@@ -23,15 +23,23 @@ from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
 from gan_hpc.config import ConvergenceConfig, TrialConfig
-from gan_hpc.convergence import selection_key
+from gan_hpc.convergence import EPOCH, STEP, WALL_TIME_S, selection_key
 from gan_hpc.errors import GanHpcError, SpecError
-from gan_hpc.files import atomic_write_json, parse_jsonl_line, read_json, read_jsonl
+from gan_hpc.files import (
+    append_jsonl,
+    atomic_write_json,
+    parse_jsonl_line,
+    read_json,
+    read_jsonl,
+)
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-METRICS_KEY = "step"  # convergence.STEP, which every record has
+METRICS_KEY = STEP  # every metrics.jsonl record has its step, epoch and wall time
+EPOCH_KEY = EPOCH
+WALL_TIME_KEY = WALL_TIME_S
 STATUS_FILE = "status.json"
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
@@ -382,6 +390,15 @@ class TrialDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         """All metric records (a torn line is skipped, never the good record after it)."""
         return read_jsonl(self.metrics_path, key=METRICS_KEY)
+
+    def append_metrics(
+        self, *, step: int, epoch: int, wall_time_s: float, metrics: Mapping[str, float]
+    ) -> None:
+        """Append one evaluation to ``metrics.jsonl``, fsynced (the trainer's rank 0 only)."""
+        append_jsonl(
+            self.metrics_path,
+            {METRICS_KEY: step, EPOCH_KEY: epoch, WALL_TIME_KEY: wall_time_s, **metrics},
+        )
 
     def read_evaluations(self) -> list[CheckpointRecord]:
         """The ``metrics.jsonl`` records that have an integer step, as evaluations."""
