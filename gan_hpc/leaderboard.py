@@ -58,18 +58,9 @@ def format_leaderboard(df: pd.DataFrame, fmt: LeaderboardFormat = "table") -> st
             cells = [format_cell(value).replace("|", "\\|") for value in row]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
-    if fmt == "table":
-        table = [[str(c) for c in df.columns]]
-        table += [[format_cell(value) for value in row] for row in df.itertuples(index=False)]
-        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-        return (
-            "\n".join(
-                "  ".join(
-                    cell.ljust(width) for cell, width in zip(line, widths, strict=True)
-                ).rstrip()
-                for line in table
-            )
-            + "\n"
+    if fmt == "table":  # every column, full headers (the terminal's view: format_table)
+        return format_table(
+            df, columns=[str(c) for c in df.columns], width=None, use_short_headers=False
         )
     valid = ", ".join(LEADERBOARD_FORMATS)
     raise SweepError(f"unknown leaderboard format '{fmt}' (valid: {valid})")
@@ -191,6 +182,7 @@ def format_table(
     *,
     columns: Sequence[str] | None = None,
     width: int | None = DEFAULT_TABLE_WIDTH,
+    use_short_headers: bool = True,
 ) -> str:
     """Render a leaderboard for a terminal: chosen columns, short headers, within ``width``.
 
@@ -200,13 +192,14 @@ def format_table(
         width: the widest a line may be; columns that do not fit are left out (empty ones
             first, then from the last; the first two always stay), and a last line names
             them. None: no limit.
+        use_short_headers: headers as :func:`short_headers` makes them; False: full names.
 
     Returns:
         The aligned table, ending with a newline.
 
     """
     chosen = list(columns) if columns is not None else table_columns(df)
-    headers = short_headers(chosen)
+    headers = short_headers(chosen) if use_short_headers else {c: c for c in chosen}
     cells = {
         column: [headers[column], *(format_cell(value) for value in df[column])]
         for column in chosen
