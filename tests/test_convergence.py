@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -65,3 +67,14 @@ def test_a_convergence_metric_ranked_the_wrong_way_is_one_line(
 def test_undirected_metrics_rank_either_way() -> None:
     for mode in ("min", "max"):
         _spec({"score": convergence.D_ACC_HELDOUT, "score_mode": mode})
+
+
+def test_the_vocabulary_and_the_records_import_without_torch_or_pandas() -> None:
+    """What the CLI, the validator and the watchers read: names, directions, trial records."""
+    modules = "gan_hpc.convergence, gan_hpc.quality_names, gan_hpc.trial_dir, gan_hpc.sweep_dir"
+    code = (
+        f"import sys, {modules}; "
+        "print(sorted(m for m in ('torch', 'pandas', 'ray', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
