@@ -26,8 +26,7 @@ from gan_hpc.config import is_quality_metric
 from gan_hpc.convergence import ALL_CONVERGENCE
 from gan_hpc.errors import GanHpcError
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX
-from gan_hpc.sweep_dir import SPEC_FILE
-from gan_hpc.trial_dir import TENSORBOARD_DIR, TrialDir, TrialResult
+from gan_hpc.trial_dir import SPEC_FILE, TENSORBOARD_DIR, TrialDir, TrialResult
 
 logger = logging.getLogger(__name__)
 

@@ -48,10 +48,13 @@ from gan_hpc.trial_dir import (
     numeric_metrics,
 )
 
+# <sweep>/spec.yaml and <sweep>/trials/: defined beside the trial directory (the trainer reads
+# them), re-exported here with the rest of the sweep's layout
+from gan_hpc.trial_dir import SPEC_FILE as SPEC_FILE
+from gan_hpc.trial_dir import TRIALS_DIR as TRIALS_DIR
+
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "spec.yaml"
-TRIALS_DIR = "trials"
 RAY_DIR = "ray"
 LEADERBOARD_FILE = "leaderboard.csv"
 BASELINES_FILE = "baselines.json"

@@ -35,6 +35,11 @@ from gan_hpc.files import (
 
 logger = logging.getLogger(__name__)
 
+# Where a trial directory sits: <sweep>/trials/<trial_id>/, beside <sweep>/spec.yaml. Defined
+# here so the trainer (hparams reads its sweep's search keys) needs no sweep-level module;
+# gan_hpc.sweep_dir owns the rest of the sweep's layout.
+SPEC_FILE = "spec.yaml"
+TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 METRICS_KEY = STEP  # every metrics.jsonl record has its step, epoch and wall time
