@@ -24,10 +24,9 @@ from pathlib import Path
 
 from gan_hpc import convergence as names
 from gan_hpc.files import append_jsonl, atomic_write_json
-from gan_hpc.rank import TRIALS_DIR, write_spec
+from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
-from gan_hpc.train import TrialResult
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial_dir import CheckpointRecord, TrialDir, TrialResult, numeric_metrics
 from gan_hpc.watcher import PARAMS_FILE
 
 NUM_EVALUATIONS = 10
@@ -89,10 +88,16 @@ def build_sweep(sweep_dir: Path, num_trials: int) -> None:
             state="finished",
             step=STEPS,
             wall_time_s=STEPS * 0.01,
-            best={"step": best[names.STEP], "metrics": best, "checkpoint": "checkpoints/best.pt"},
-            last={"step": STEPS, "metrics": records[-1], "checkpoint": "checkpoints/last.pt"},
+            best=CheckpointRecord(
+                step=int(best[names.STEP]),
+                metrics=numeric_metrics(best),
+                checkpoint="checkpoints/best.pt",
+            ),
+            last=CheckpointRecord(
+                step=STEPS, metrics=numeric_metrics(records[-1]), checkpoint="checkpoints/last.pt"
+            ),
         )
-        atomic_write_json(trial.result_path, result.to_dict())
+        trial.write_result(result)
 
 
 def time_runs(argv: list[str], runs: int) -> tuple[float, float]:

@@ -125,7 +125,7 @@ def trainer_single(config: TrialConfig) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         result = train_trial(config, Path(tmp))
         assert result.last is not None
-        return float(result.last["metrics"]["samples_per_s"])
+        return float(result.last.metrics["samples_per_s"])
 
 
 def trainer_ddp(config: TrialConfig, world_size: int) -> float:

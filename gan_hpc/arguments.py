@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from gan_hpc.config_validation import add_override_argument
+from gan_hpc.trial_dir import CHECKPOINT_KINDS
 
 DEFAULT_TOP_K = 3  # trials a sweep's export writes when --top is not given
 DEFAULT_NUM_SAMPLES = 1000
@@ -66,7 +67,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("min", "max"), help="direction of --by")
     parser.add_argument(
         "--checkpoint",
-        choices=("best", "last"),
+        choices=CHECKPOINT_KINDS,
         default="best",
         help="export (and rank by) each trial's best or last checkpoint",
     )

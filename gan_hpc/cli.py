@@ -21,16 +21,20 @@ from gan_hpc.config import DataConfig, DataFormat
 from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.launcher_registry import launcher_names
-from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
+from gan_hpc.sweep_dir import (
+    LEADERBOARD_FORMATS,
+    SPEC_FILE,
+    TRIALS_DIR,
+    check_new_sweep_dir,
+    find_sweep_dir,
+)
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
-from gan_hpc.trial_dir import SPEC_FILE, TRIALS_DIR
+from gan_hpc.trial_dir import CHECKPOINT_KINDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 logger = get_logger(__name__)
-
-LEADERBOARD_FORMATS = ("table", "csv", "json", "markdown")
 
 
 @dataclass(frozen=True)
@@ -291,7 +295,7 @@ def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        choices=("best", "last"),
+        choices=CHECKPOINT_KINDS,
         default="best",
         help="rank every trial by its best or its last evaluation (never mixed)",
     )
@@ -314,7 +318,7 @@ def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = N
     """The leaderboard as a table that fits the terminal (120 characters when not a TTY)."""
     import shutil
 
-    from gan_hpc.rank import format_table, select_columns
+    from gan_hpc.leaderboard import format_table, select_columns
 
     names = getattr(args, "columns", None)
     if getattr(args, "all", False):
@@ -325,7 +329,9 @@ def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = N
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from gan_hpc.rank import format_leaderboard, ranking_rule, read_spec, sweep_leaderboard
+    from gan_hpc.leaderboard import format_leaderboard
+    from gan_hpc.rank import ranking_rule, sweep_leaderboard
+    from gan_hpc.sweep_dir import read_spec
 
     if not args.sweep_dir.is_dir():
         raise SweepError(f"{args.sweep_dir}: not a directory")
@@ -350,7 +356,7 @@ def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        choices=("best", "last"),
+        choices=CHECKPOINT_KINDS,
         default="best",
         help="rank and compare every trial by its best or its last checkpoint",
     )
@@ -359,8 +365,10 @@ def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_confirm(args: argparse.Namespace) -> int:
     from gan_hpc.confirm import confirm_sweep, format_confirmations
-    from gan_hpc.rank import format_leaderboard, read_spec, sweep_leaderboard, write_leaderboard
+    from gan_hpc.leaderboard import format_leaderboard, write_leaderboard
+    from gan_hpc.rank import sweep_leaderboard
     from gan_hpc.safety import check_sweep_dir_safe
+    from gan_hpc.sweep_dir import read_spec
 
     check_sweep_dir_safe(args.sweep_dir)  # the launchers unpickle submitit's result files
     summaries = confirm_sweep(
@@ -388,7 +396,7 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        choices=("best", "last"),
+        choices=CHECKPOINT_KINDS,
         default="best",
         help="rank and sample every trial by its best or its last checkpoint",
     )

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -35,17 +35,17 @@ from gan_hpc.files import atomic_write_json
 from gan_hpc.launch import TrialJob
 from gan_hpc.launcher_registry import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
-from gan_hpc.rank import (
-    CONFIRM_FILE,
-    TRIALS_DIR,
-    CheckpointRecord,
-    TrialRecord,
-    collect_trials,
-    rank_trials,
-    read_spec,
-)
+from gan_hpc.rank import rank_trials
+from gan_hpc.sweep_dir import CONFIRM_FILE, TRIALS_DIR, TrialRecord, collect_trials, read_spec
 from gan_hpc.sweep_spec import SweepSpec
-from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_OK, EXIT_REQUEUE, TrialDir
+from gan_hpc.trial_dir import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    CheckpointKind,
+    CheckpointRecord,
+    TrialDir,
+)
 
 logger = get_logger(__name__)
 
@@ -54,8 +54,6 @@ CONFIRM_LOCK_FILE = "confirm.lock"
 POLL_INTERVAL_S = 1.0
 SEED_STRIDE = 7919  # new seeds: the original's plus multiples of a prime, never the original
 RELATIVE_TOLERANCE = 0.10  # an original may beat its re-runs' mean by this much and hold up
-
-CheckpointKind = Literal["best", "last"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,15 +254,10 @@ def confirm_sweep(
                     "checkpoint": checkpoint,
                     "score": spec.ranking.score,
                     "score_mode": spec.ranking.score_mode,
-                    "trials": {k: _json_ready(v) for k, v in summaries.items()},
+                    "trials": summaries,
                 },
             )
     return summaries
-
-
-def _json_ready(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN becomes None (JSON has no NaN)."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 
 def format_confirmations(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

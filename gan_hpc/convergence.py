@@ -1,8 +1,10 @@
 """The seeds' convergence criteria, generalised: metric names, the gate, the selection rule.
 
 Metric names are constants here so that metrics.jsonl, TensorBoard, Ray results, leaderboards and
-exports use the same strings. This module imports no torch: the watchers, the spec validator and
-``gan-hpc sweep status`` read these names, and :mod:`gan_hpc.evaluation` computes the metrics.
+exports use the same strings, with the direction that is better in :data:`CONVERGENCE_MODES`
+(held-out quality metrics: :mod:`gan_hpc.quality_names`; both: :func:`better_mode`). This module
+imports no torch: the watchers, the spec validator and ``gan-hpc sweep status`` read these names,
+and :mod:`gan_hpc.evaluation` computes the metrics.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gan_hpc.config import ConvergenceConfig
+from gan_hpc.config import ConvergenceConfig, Mode, is_quality_metric
+from gan_hpc.quality_names import metric_mode
 
 STEP = "step"  # generator updates so far: the progress measure everywhere (ASHA included)
 EPOCH = "epoch"
@@ -60,6 +63,30 @@ ALL_CONVERGENCE = (
     DIVERSITY_RATIO,
     SLICED_WASSERSTEIN,
 )
+
+# The better direction of the metrics that have one. The others have none to check: the losses,
+# D(x), D's accuracies (the gate wants D accurate *and* fooled) and the diversity ratio (1 best).
+CONVERGENCE_MODES: dict[str, Mode] = {
+    D_LOSS_GAP: "min",
+    FOOLING_RATE: "max",
+    D_FAKE_MEAN: "max",
+    CONVERGED: "max",
+    CONDITIONAL_RMSE: "min",
+    SLICED_WASSERSTEIN: "min",
+    SAMPLES_PER_S: "max",
+}
+
+
+def better_mode(name: str) -> Mode | None:
+    """Which way is better for any metric; None for a convergence metric without a direction.
+
+    Raises:
+        SpecError: an unknown quality metric (the message lists the valid names).
+
+    """
+    if is_quality_metric(name):
+        return metric_mode(name)
+    return CONVERGENCE_MODES.get(name)
 
 
 def gate_holds(metrics: Mapping[str, float], config: ConvergenceConfig) -> bool:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ from gan_hpc.bundle import (
 from gan_hpc.checkpoint import BEST_NAME, generator_weights, load_checkpoint, load_latest_valid
 from gan_hpc.config import ConvergenceConfig, Mode, TrialConfig, is_quality_metric
 from gan_hpc.config_validation import config_to_dict
-from gan_hpc.convergence import CONVERGED, D_FAKE_MEAN, FOOLING_RATE, SAMPLES_PER_S, gate_holds
+from gan_hpc.convergence import better_mode, gate_holds
 from gan_hpc.data.datasets import load_dataset
 from gan_hpc.data.transform import transform_from_dict
 from gan_hpc.data.types import DataSchema
@@ -69,27 +69,21 @@ from gan_hpc.files import (
     fsync_dir,
     read_json,
 )
+from gan_hpc.leaderboard import format_leaderboard
 from gan_hpc.model_card import model_card, samples_figure, save_figure, validation_data
-from gan_hpc.quality_names import TAB_COLUMN_PREFIX, metric_mode
-from gan_hpc.rank import (
+from gan_hpc.quality_names import TAB_COLUMN_PREFIX
+from gan_hpc.rank import METRIC_COLUMNS, rank_trials
+from gan_hpc.sweep_dir import (
     LEADERBOARD_FILE,
-    METRIC_COLUMNS,
     SPEC_FILE,
     TRIALS_DIR,
     TrialRecord,
     collect_trials,
-    format_leaderboard,
-    rank_trials,
     read_spec,
 )
-from gan_hpc.trial_dir import QUALITY_KEY, TrialDir
+from gan_hpc.trial_dir import CheckpointKind, TrialDir
 
 logger = logging.getLogger(__name__)
-
-CheckpointKind = Literal["best", "last"]
-# Metrics where larger is better, for --by without --mode; other evaluation metrics are
-# minimised, and quality metrics go their own way (gan_hpc.quality_names.metric_mode).
-HIGHER_IS_BETTER = frozenset({FOOLING_RATE, D_FAKE_MEAN, CONVERGED, SAMPLES_PER_S})
 
 
 # ------------------------------------------------------------------------------------ sweeps
@@ -196,12 +190,8 @@ def _ranking(
             f"known: {', '.join(known) or 'none'}"
         )
     if mode is None:
-        if by == base.score:
-            mode = base.score_mode
-        elif is_quality_metric(by):
-            mode = metric_mode(by)
-        else:
-            mode = "max" if by in HIGHER_IS_BETTER else "min"
+        # a metric without a better direction (a loss, an accuracy) is minimised
+        mode = base.score_mode if by == base.score else better_mode(by) or "min"
     logger.info("ranking by %s (%s)", by, mode)
     return dataclasses.replace(base, score=by, score_mode=mode)
 
@@ -267,9 +257,7 @@ def export_trial(
     weights, source = generator_weights(state, checkpoint_path)
     ranking = ranking or config.convergence
     quality = _checkpoint_quality(trial, checkpoint, int(record["step"]), checkpoint_path, config)
-    metrics = {
-        str(k): _finite(v) for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()
-    }
+    metrics = {str(k): v for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()}
     provenance = {
         "trial_id": trial.path.name,
         "checkpoint": checkpoint,
@@ -365,13 +353,12 @@ def _checkpoint_quality(
     result.json's record counts only when it is for the same step (the same weights). A trial
     that never wrote one (stopped early) is scored here when its data can still be read.
     """
-    result = _read_result(trial)
-    record = result.get(which) if isinstance(result, dict) else None
-    if isinstance(record, Mapping) and record.get("step") == step and QUALITY_KEY in record:
-        metrics = record.get("metrics") or {}
+    result = trial.read_result()
+    record = None if result is None else result.best if which == "best" else result.last
+    if record is not None and record.step == step and record.quality is not None:
         return {
-            **dict(record[QUALITY_KEY]),
-            "metrics": {k: v for k, v in metrics.items() if is_quality_metric(k)},
+            **record.quality,
+            "metrics": {k: v for k, v in record.metrics.items() if is_quality_metric(k)},
         }
     if not config.quality.use_at_trial_end:
         return {}
@@ -384,16 +371,8 @@ def _checkpoint_quality(
     from gan_hpc.scoring import score_checkpoint
 
     report = score_checkpoint(checkpoint_path, data, config).to_dict()
-    report["metrics"] = {k: v for k, v in report["metrics"].items() if v is not None}
+    report["metrics"] = {k: v for k, v in report["metrics"].items() if not math.isnan(v)}
     return report
-
-
-def _read_result(trial: TrialDir) -> Any:
-    """``result.json``, or None when it is absent or unreadable."""
-    try:
-        return read_json(trial.result_path) if trial.result_path.exists() else None
-    except GanHpcError:
-        return None
 
 
 def _load_trial_checkpoint(trial: TrialDir, which: CheckpointKind) -> tuple[Path, dict[str, Any]]:
@@ -488,13 +467,6 @@ def package_versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ------------------------------------------------------------------------- torch.export

@@ -16,8 +16,8 @@ from pathlib import Path
 from gan_hpc._logging import get_logger
 from gan_hpc.errors import SweepError
 from gan_hpc.spec_change import accept_spec_change
+from gan_hpc.sweep_dir import SPEC_FILE
 from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec
-from gan_hpc.trial_dir import SPEC_FILE
 
 logger = get_logger(__name__)
 

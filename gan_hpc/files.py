@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -51,10 +52,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (sorted keys, indented, no NaN tokens other parsers reject)."""
-    atomic_write_text(
-        path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Write strict JSON atomically: sorted keys, indented, NaN and infinities as null.
+
+    Every JSON file a sweep keeps goes through here, so no caller strips NaN itself: other
+    parsers (``jq``, browsers, pandas' strict mode) reject the ``NaN`` tokens Python would write.
+    """
+    atomic_write_text(path, strict_json_text(payload, sort_keys=True))
+
+
+def strict_json_text(payload: Any, *, sort_keys: bool = False) -> str:
+    """``payload`` as indented strict JSON text ending with a newline (NaN, inf: null)."""
+    text = json.dumps(
+        _strict_json(payload), indent=2, sort_keys=sort_keys, allow_nan=False, default=_json_default
     )
+    return text + "\n"
 
 
 def read_json(path: Path) -> Any:
@@ -135,6 +146,22 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (numpy's included) turned into None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return _strict_json(value.item())  # a numpy scalar
+        except (TypeError, ValueError):
+            return value  # an array: _json_default says it is not serialisable
+    return value
 
 
 def _json_default(value: Any) -> Any:

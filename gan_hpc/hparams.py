@@ -25,15 +25,13 @@ import yaml
 from gan_hpc.config import is_quality_metric
 from gan_hpc.convergence import ALL_CONVERGENCE
 from gan_hpc.errors import GanHpcError
-from gan_hpc.files import read_json
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX
-from gan_hpc.trial_dir import CONFIG_FILE, RESULT_FILE, TENSORBOARD_DIR
+from gan_hpc.trial_dir import SPEC_FILE, TENSORBOARD_DIR, TrialDir, TrialResult
 
 logger = logging.getLogger(__name__)
 
 HPARAMS_RUN = "hparams"  # <trial>/tensorboard/hparams/: a run of its own, as add_hparams does
 METRIC_PREFIX = "final/"  # final metrics' scalar tags, apart from the per-evaluation curves
-SWEEP_SPEC_FILE = "spec.yaml"  # <sweep>/spec.yaml, two levels above the trial
 # The knobs a trial without a sweep is compared by.
 MAIN_KNOBS: tuple[str, ...] = (
     "model.family",
@@ -61,7 +59,7 @@ def searched_space(trial_dir: Path) -> tuple[list[str], dict[str, list[Any]]]:
         ``{key: [values]}`` for the keys searched over a list of choices.
 
     """
-    path = Path(trial_dir).parent.parent / SWEEP_SPEC_FILE
+    path = Path(trial_dir).parent.parent / SPEC_FILE  # <sweep>/trials/<trial>
     try:
         document = yaml.safe_load(path.read_text()) if path.is_file() else None
     except (OSError, yaml.YAMLError) as exc:
@@ -96,19 +94,14 @@ def trial_hparams(
     return values
 
 
-def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+def final_metrics(result: TrialResult) -> dict[str, float]:
     """The convergence and quality metrics of ``result.json``'s best record (finite only)."""
-    best = result.get("best")
-    metrics = best.get("metrics") if isinstance(best, Mapping) else None
-    if not isinstance(metrics, Mapping):
-        return {}
+    metrics = result.best.metrics if result.best is not None else {}
     return {
-        str(name): float(value)
+        name: value
         for name, value in metrics.items()
-        if (name in ALL_CONVERGENCE or is_quality_metric(str(name)))
-        and not str(name).startswith(TAB_COLUMN_PREFIX)
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
+        if (name in ALL_CONVERGENCE or is_quality_metric(name))
+        and not name.startswith(TAB_COLUMN_PREFIX)
         and math.isfinite(value)
     }
 
@@ -125,12 +118,15 @@ def write_trial_hparams(trial_dir: Path) -> Path | None:
     """
     trial_dir = Path(trial_dir)
     try:
-        config = read_json(trial_dir / CONFIG_FILE)
-        result = read_json(trial_dir / RESULT_FILE)
+        trial = TrialDir(trial_dir)
+        config = trial.read_config_dict()
+        result = trial.read_result()
+        if result is None:
+            raise GanHpcError(f"{trial.result_path}: missing or unreadable")
         keys, choices = searched_space(trial_dir)
         hparams = trial_hparams(config, keys)
         metrics = final_metrics(result)
-        step = int(result.get("step") or 0)
+        step = result.step
         return _write_run(trial_dir / TENSORBOARD_DIR, hparams, metrics, choices, step)
     except (GanHpcError, OSError, ImportError, TypeError, ValueError) as exc:
         logger.warning("%s: no TensorBoard HParams written (%s)", trial_dir, exc)

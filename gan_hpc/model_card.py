@@ -273,5 +273,7 @@ def _condition_example(sampler: SampleGenerator) -> str:
 
 
 def _cell(value: Any) -> str:
-    """A metric value for the card."""
-    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A metric value for the card (None, NaN and infinities are n/a, as metrics.json has them)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

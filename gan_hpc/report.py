@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,23 +43,25 @@ from gan_hpc.convergence import (
     STEP,
 )
 from gan_hpc.errors import GanHpcError, SpecError, SweepError
-from gan_hpc.files import atomic_write_text, read_jsonl
-from gan_hpc.rank import (
-    BASELINE_PREFIX,
-    TrialRecord,
-    collect_trials,
+from gan_hpc.files import atomic_write_text
+from gan_hpc.leaderboard import (
+    format_cell,
     format_table,
-    rank_trials,
-    ranking_rule,
-    read_baselines,
-    read_confirmations,
-    read_spec,
+    is_missing,
     short_headers,
     table_columns,
 )
+from gan_hpc.rank import BASELINE_PREFIX, rank_trials, ranking_rule
 from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
+from gan_hpc.sweep_dir import (
+    TrialRecord,
+    collect_trials,
+    read_baselines,
+    read_confirmations,
+    read_spec,
+)
 from gan_hpc.sweep_spec import SweepSpec
-from gan_hpc.trial_dir import METRICS_FILE, METRICS_KEY
+from gan_hpc.trial_dir import METRICS_FILE, CheckpointKind, TrialDir
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def build_report(
     sweep_dir: Path,
     *,
     top_k: int = DEFAULT_TOP_K,
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: CheckpointKind = "best",
     use_samples: bool = True,
 ) -> Report:
     """Assemble the report of a sweep directory.
@@ -166,7 +168,7 @@ def build_report(
     searched = [
         key
         for key in spec.search
-        if key in board.columns and any(not _missing(v) for v in scored[key])
+        if key in board.columns and any(not is_missing(v) for v in scored[key])
     ]
     report.add("Parameter importances", *_importances_html(report, spec, scored, searched))
     report.add(
@@ -186,7 +188,7 @@ def write_report(
     out: Path | None = None,
     *,
     top_k: int = DEFAULT_TOP_K,
-    checkpoint: Literal["best", "last"] = "best",
+    checkpoint: CheckpointKind = "best",
     use_samples: bool = True,
 ) -> tuple[Path, Report]:
     """Build the report and write it atomically (default ``<sweep_dir>/report.html``).
@@ -221,7 +223,7 @@ def _leaderboard_html(
     rows = []
     for row in board.to_dict(orient="records"):
         is_baseline = str(row["trial_id"]).startswith(BASELINE_PREFIX)
-        cells = "".join(f"<td>{html.escape(_text(row[c]))}</td>" for c in columns)
+        cells = "".join(f"<td>{html.escape(format_cell(row[c]))}</td>" for c in columns)
         css = ' class="baseline"' if is_baseline else ""
         rows.append(f"<tr{css}>{cells}</tr>")
     full = html.escape(format_table(board, columns=list(board.columns), width=None))
@@ -232,13 +234,6 @@ def _leaderboard_html(
         f'<details><summary>every column</summary><div class="scroll"><pre>{full}</pre>'
         "</div></details>",
     ]
-
-
-def _text(value: Any) -> str:
-    """A cell as text: floats to 4 significant digits, missing values empty."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _scored(trials: pd.DataFrame) -> pd.DataFrame:
@@ -331,7 +326,7 @@ def param_importances(
     distributions = {key: _optuna_distribution(spec.search[key]) for key in searched}
     trials = []
     for row in scored.to_dict(orient="records"):
-        params = {k: row[k] for k in searched if not _missing(row.get(k))}
+        params = {k: row[k] for k in searched if not is_missing(row.get(k))}
         trials.append(
             optuna.trial.create_trial(
                 params=params,
@@ -359,11 +354,6 @@ def _optuna_distribution(distribution: Distribution) -> Any:
     return optuna.distributions.CategoricalDistribution(distribution.values)
 
 
-def _missing(value: Any) -> bool:
-    """None, NaN or pandas' NA."""
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 def _axis_values(
     values: pd.Series, distribution: Distribution
 ) -> tuple[np.ndarray, list[str] | None]:
@@ -372,7 +362,7 @@ def _axis_values(
         labels = [str(v) for v in distribution.values]
         index = {label: i for i, label in enumerate(labels)}
         return (
-            np.array([index.get(str(v), np.nan) if not _missing(v) else np.nan for v in values]),
+            np.array([index.get(str(v), np.nan) if not is_missing(v) else np.nan for v in values]),
             labels,
         )
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float), None
@@ -476,7 +466,7 @@ def _top_trials_html(
     top: Sequence[str],
     records: Mapping[str, TrialRecord],
     board: pd.DataFrame,
-    samples: Literal["best", "last"] | None,
+    samples: CheckpointKind | None,
 ) -> list[str]:
     """Per top trial: its curves over steps, and samples of its checkpoint next to real data."""
     if not top:
@@ -487,11 +477,10 @@ def _top_trials_html(
         record = records[trial_id]
         parts.append(
             f"<h3>{rank}. {html.escape(trial_id)} ({html.escape(record.state)}, step "
-            f"{html.escape(_text(steps.get(trial_id)))})</h3>"
+            f"{html.escape(format_cell(steps.get(trial_id)))})</h3>"
         )
-        parts.append(
-            f"<p>{html.escape(', '.join(f'{k}={_text(v)}' for k, v in record.params.items()))}</p>"
-        )
+        params = ", ".join(f"{k}={format_cell(v)}" for k, v in record.params.items())
+        parts.append(f"<p>{html.escape(params)}</p>")
         parts += _figure_or_note(report, _curves_figure, record, steps.get(trial_id))
         if samples is not None:
             parts += _figure_or_note(report, _samples_figure, record, samples)
@@ -500,7 +489,7 @@ def _top_trials_html(
 
 def _curves_figure(record: TrialRecord, best_step: Any) -> Figure | str:
     """G/D losses and the convergence metrics over steps, the ranked step marked."""
-    lines = read_jsonl(record.path / METRICS_FILE, key=METRICS_KEY)
+    lines = TrialDir(record.path).read_metrics()
     if not lines:
         return f"{record.trial_id}: no {METRICS_FILE} records."
     frame = pd.DataFrame(lines)
@@ -513,7 +502,7 @@ def _curves_figure(record: TrialRecord, best_step: Any) -> Figure | str:
         for name in names:
             if name in frame:
                 ax.plot(frame[STEP], pd.to_numeric(frame[name], errors="coerce"), label=name)
-        if not _missing(best_step):
+        if not is_missing(best_step):
             ax.axvline(float(best_step), color="gray", linestyle=":", linewidth=1)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -524,7 +513,7 @@ def _curves_figure(record: TrialRecord, best_step: Any) -> Figure | str:
     return figure
 
 
-def _samples_figure(record: TrialRecord, checkpoint: Literal["best", "last"]) -> Figure | str:
+def _samples_figure(record: TrialRecord, checkpoint: CheckpointKind) -> Figure | str:
     """Samples of the trial's checkpoint next to real validation data (the model card's)."""
     from gan_hpc.export import trial_samples_figure  # torch, the data readers: only here
 

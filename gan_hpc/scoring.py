@@ -16,6 +16,7 @@ are scored against (:func:`gan_hpc.quality.split_holdout`), so they compare like
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -310,12 +311,12 @@ def _score_or_reason(
     except Exception as exc:  # a scoring bug must not cost the trial its result.json
         logger.exception("quality of %s not computed", checkpoint_path)
         return {"error": f"{checkpoint_path}: scoring failed ({type(exc).__name__}: {exc})"}
-    as_dict = report.to_dict()
-    metrics = {k: v for k, v in as_dict["metrics"].items() if v is not None}
+    # a metric that could not be computed is left out of the record, not written as null
+    metrics = {k: v for k, v in report.metrics.items() if not math.isnan(v)}
     return {
         "metrics": metrics,
-        "sample_sizes": as_dict["sample_sizes"],
-        "notes": as_dict["notes"],
+        "sample_sizes": dict(report.sample_sizes),
+        "notes": list(report.notes),
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -19,7 +19,7 @@ from gan_hpc._logging import get_logger
 from gan_hpc.config_validation import load_yaml
 from gan_hpc.errors import SweepError
 from gan_hpc.locks import DriverLock
-from gan_hpc.rank import SPEC_FILE, write_spec
+from gan_hpc.sweep_dir import SPEC_FILE, write_spec
 from gan_hpc.sweep_spec import SweepSpec, dump_sweep_spec
 
 logger = get_logger(__name__)

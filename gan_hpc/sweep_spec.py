@@ -3,7 +3,7 @@
 A sweep file has these top-level blocks (every one optional but ``base`` in practice)::
 
     name: adult_mlp                  # the sweep directory is <storage.path>/<name>
-    seed: 0                          # seeds the search algorithm, and shifts every trial's train.seed
+    seed: 0                          # seeds the search; shifts every trial's train.seed
     base: {...}                      # a TrialConfig: the values every trial starts from
     search:                          # dotted TrialConfig paths -> distributions
       optim.generator.lr: {loguniform: [1.0e-5, 1.0e-3]}
@@ -58,7 +58,7 @@ from gan_hpc.config_validation import (
     parse_override,
     require,
 )
-from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING
+from gan_hpc.convergence import ALL_CONVERGENCE, ALL_TRAINING, better_mode
 from gan_hpc.errors import SpecError
 from gan_hpc.launcher_registry import (
     DEFAULT_LAUNCHER,
@@ -402,15 +402,14 @@ def _check_ranking(ranking: ConvergenceConfig) -> None:
 
 
 def _check_ranked_metric(key: str, metric: str, mode_key: str, mode: Mode) -> None:
-    """An evaluation metric, or a quality metric with the mode that is better for it."""
+    """An evaluation or quality metric, ranked in the direction that is better for it."""
     if not is_quality_metric(metric):
         _check_metric(key, metric)
-        return
     try:
-        better = metric_mode(metric)
+        better = better_mode(metric)
     except SpecError as exc:
         raise ConfigValueError(key, str(exc).removeprefix("quality: ")) from None
-    if mode != better:
+    if better is not None and mode != better:
         raise ConfigValueError(
             mode_key,
             f"'{metric}' is better when {'higher' if better == 'max' else 'lower'}; "

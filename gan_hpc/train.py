@@ -58,7 +58,7 @@ from gan_hpc.distributed import (
 )
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.evaluation import evaluate_convergence
-from gan_hpc.files import append_jsonl, atomic_write_json
+from gan_hpc.files import atomic_write_json
 from gan_hpc.guards import GuardState
 from gan_hpc.hparams import write_trial_hparams
 from gan_hpc.locks import TrialLock
@@ -86,7 +86,9 @@ from gan_hpc.trial_dir import (
     EXIT_REQUEUE,
     TRAIN_LOCK_FILE,
     WARM_TRAINER_FLAG,
+    CheckpointRecord,
     TrialDir,
+    TrialResult,
 )
 from gan_hpc.visuals import log_sample_pictures
 
@@ -99,31 +101,6 @@ Report = Callable[[Mapping[str, float], Path | None], None]
 STOP_CHECK_EVERY_STEPS = 10
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 ENDED_OUTCOMES = ("finished", "diverged", "halted")  # the trial will not train again
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """How a trial ended; ``result.json`` holds this."""
-
-    state: str
-    step: int
-    wall_time_s: float
-    best: dict[str, Any] | None = None
-    last: dict[str, Any] | None = None
-    replica_fingerprints: tuple[str, ...] = ()  # generator parameters' hash on each rank
-    flags: tuple[dict[str, Any], ...] = ()  # guards that fired: {"guard", "step", "detail"}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON."""
-        return {
-            "state": self.state,
-            "step": self.step,
-            "wall_time_s": self.wall_time_s,
-            "best": self.best,
-            "last": self.last,
-            "replica_fingerprints": list(self.replica_fingerprints),
-            "flags": [dict(flag) for flag in self.flags],
-        }
 
 
 @dataclass
@@ -379,10 +356,7 @@ def train_trial(
                     save_checkpoint(trial.checkpoints / BEST_NAME, state)
                 prune_step_checkpoints(trial.checkpoints, cfg.train.keep_last_checkpoints)
                 wall_time = time.perf_counter() - started
-                append_jsonl(
-                    trial.metrics_path,
-                    {names.STEP: step, names.EPOCH: epoch, names.WALL_TIME_S: wall_time, **metrics},
-                )
+                trial.append_metrics(step=step, epoch=epoch, wall_time_s=wall_time, metrics=metrics)
                 trial.update_status(state="running", step=step)
                 if writer is not None:
                     _log_tensorboard(writer, step, metrics, eval_generator, data, cfg, device)
@@ -418,8 +392,8 @@ def train_trial(
             state=outcome,
             step=step,
             wall_time_s=time.perf_counter() - started,
-            best=best,
-            last=last,
+            best=None if best is None else CheckpointRecord.from_dict(best),
+            last=None if last is None else CheckpointRecord.from_dict(last),
             replica_fingerprints=tuple(fingerprints),
             flags=tuple(guards.fired),
         )
@@ -430,7 +404,7 @@ def train_trial(
             message = "; ".join(f"{f['guard']} at step {f['step']}" for f in guards.fired)
             trial.update_status(state=status_state, step=step, message=message)
             if outcome in ENDED_OUTCOMES:
-                atomic_write_json(trial.result_path, result.to_dict())
+                trial.write_result(result)
                 write_trial_hparams(trial.path)  # TensorBoard's HParams view of the sweep
         return result
 

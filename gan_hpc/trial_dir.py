@@ -15,21 +15,36 @@ Everything a trial is lives here, so any process can pick it up::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-from gan_hpc.config import TrialConfig
+from gan_hpc.config import ConvergenceConfig, TrialConfig
+from gan_hpc.convergence import EPOCH, STEP, WALL_TIME_S, selection_key
 from gan_hpc.errors import GanHpcError, SpecError
-from gan_hpc.files import atomic_write_json, parse_jsonl_line, read_json, read_jsonl
+from gan_hpc.files import (
+    append_jsonl,
+    atomic_write_json,
+    parse_jsonl_line,
+    read_json,
+    read_jsonl,
+)
 
-# the sweep directory: <sweep>/spec.yaml and <sweep>/trials/<trial_id>/ (see gan_hpc.rank)
+logger = logging.getLogger(__name__)
+
+# Where a trial directory sits: <sweep>/trials/<trial_id>/, beside <sweep>/spec.yaml. Defined
+# here so the trainer (hparams reads its sweep's search keys) needs no sweep-level module;
+# gan_hpc.sweep_dir owns the rest of the sweep's layout.
 SPEC_FILE = "spec.yaml"
 TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-METRICS_KEY = "step"  # convergence.STEP, which every record has (not imported: no torch here)
+METRICS_KEY = STEP  # every metrics.jsonl record has its step, epoch and wall time
+EPOCH_KEY = EPOCH
+WALL_TIME_KEY = WALL_TIME_S
 STATUS_FILE = "status.json"
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
@@ -48,6 +63,10 @@ EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPF
 # `python -m gan_hpc.train --warm`: a spare trainer that imports torch and the rest, then runs
 # the one trial a launcher sends on its stdin (see gan_hpc.train.serve_warm)
 WARM_TRAINER_FLAG = "--warm"
+
+# Which of a trial's checkpoints: its best by the ranking rule (best.pt) or its newest.
+CheckpointKind = Literal["best", "last"]
+CHECKPOINT_KINDS: tuple[CheckpointKind, ...] = ("best", "last")
 
 # halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler did;
 # cancelled: someone outside the sweep cancelled its job (scancel); never run again
@@ -93,6 +112,154 @@ class TrialStatus:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointRecord:
+    """One evaluation of a trial: its step, its metrics and the checkpoint holding that state.
+
+    ``result.json``'s ``best`` and ``last`` are these. ``checkpoint`` is relative to the trial
+    directory, and None for a record read from ``metrics.jsonl`` (no ``result.json`` yet);
+    ``quality`` is the held-out scoring's sample sizes, notes and seconds, when it ran.
+    """
+
+    step: int
+    metrics: dict[str, float]
+    checkpoint: str | None = None
+    quality: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CheckpointRecord:
+        """Read a ``best``/``last`` entry (non-numeric metrics, nulls included, are dropped).
+
+        Raises:
+            KeyError, TypeError, ValueError: not a record (no step, metrics not a mapping).
+
+        """
+        quality = raw.get(QUALITY_KEY)
+        return cls(
+            step=int(raw["step"]),
+            metrics=numeric_metrics(raw["metrics"]),
+            checkpoint=str(raw["checkpoint"]) if raw.get("checkpoint") else None,
+            quality=dict(quality) if isinstance(quality, Mapping) else None,
+        )
+
+    @classmethod
+    def from_metrics_line(cls, record: Mapping[str, Any]) -> CheckpointRecord:
+        """A ``metrics.jsonl`` record as an evaluation (its numeric values, step included)."""
+        return cls(step=int(record[METRICS_KEY]), metrics=numeric_metrics(record))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON, as ``result.json`` holds it."""
+        out: dict[str, Any] = {
+            "step": self.step,
+            "metrics": dict(self.metrics),
+            "checkpoint": self.checkpoint,
+        }
+        if self.quality is not None:
+            out[QUALITY_KEY] = dict(self.quality)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrialResult:
+    """How a trial ended: the content of ``result.json``, written once by the trainer's rank 0."""
+
+    state: str
+    step: int
+    wall_time_s: float
+    best: CheckpointRecord | None = None
+    last: CheckpointRecord | None = None
+    replica_fingerprints: tuple[str, ...] = ()  # generator parameters' hash on each rank
+    flags: tuple[dict[str, Any], ...] = ()  # guards that fired: {"guard", "step", "detail"}
+
+    @property
+    def guard_names(self) -> tuple[str, ...]:
+        """The names of the guards that fired, in order."""
+        return tuple(str(flag["guard"]) for flag in self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return {
+            "state": self.state,
+            "step": self.step,
+            "wall_time_s": self.wall_time_s,
+            "best": None if self.best is None else self.best.to_dict(),
+            "last": None if self.last is None else self.last.to_dict(),
+            "replica_fingerprints": list(self.replica_fingerprints),
+            "flags": [dict(flag) for flag in self.flags],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str) -> TrialResult:
+        """Read ``result.json`` tolerantly, so files of older versions still read.
+
+        Missing keys take defaults; malformed entries are dropped with a warning naming
+        ``source``.
+        """
+        best = _record_or_none(data.get("best"), source, "best")
+        last = _record_or_none(data.get("last"), source, "last")
+        raw_flags = data.get("flags")
+        raw_flags = raw_flags if isinstance(raw_flags, list) else []
+        flags = tuple(dict(f) for f in raw_flags if isinstance(f, Mapping) and "guard" in f)
+        if len(flags) != len(raw_flags):
+            logger.warning("%s: ignoring malformed 'flags' entries", source)
+        step = data.get("step")
+        wall_time_s = data.get("wall_time_s")
+        fingerprints = data.get("replica_fingerprints")
+        return cls(
+            state=str(data.get("state", "finished")),
+            step=step if _is_int(step) else (last.step if last else 0),
+            wall_time_s=float(wall_time_s) if _is_number(wall_time_s) else 0.0,
+            best=best,
+            last=last,
+            replica_fingerprints=tuple(map(str, fingerprints))
+            if isinstance(fingerprints, list)
+            else (),
+            flags=flags,
+        )
+
+
+def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of a metrics mapping, as floats (null and text are left out)."""
+    return {str(k): float(v) for k, v in dict(values).items() if _is_number(v)}
+
+
+def best_record(
+    records: Sequence[CheckpointRecord], ranking: ConvergenceConfig
+) -> CheckpointRecord | None:
+    """Pick the best evaluation as the trainer does: gate first, then the score.
+
+    Only a strictly better record replaces the best so far, so the earliest wins a tie.
+    """
+    best: CheckpointRecord | None = None
+    for candidate in records:
+        if best is None or selection_key(candidate.metrics, ranking) > selection_key(
+            best.metrics, ranking
+        ):
+            best = candidate
+    return best
+
+
+def _record_or_none(raw: Any, source: str, which: str) -> CheckpointRecord | None:
+    """``result.json``'s ``best``/``last`` entry, or None when absent or malformed."""
+    if raw is None:
+        return None
+    try:
+        return CheckpointRecord.from_dict(raw)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        logger.warning("%s: '%s' entry is malformed (%s); ignoring it", source, which, exc)
+        return None
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    """An int or a float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class TrialDir:
@@ -154,6 +321,23 @@ class TrialDir:
             return
         atomic_write_json(self.config_path, payload)
 
+    def read_config_dict(self) -> dict[str, Any]:
+        """``config.json`` as written, unvalidated (views of trials of older versions read it).
+
+        Raises:
+            GanHpcError: the file is missing, not JSON, or not a JSON object.
+
+        """
+        if not self.config_path.exists():
+            raise GanHpcError(f"{self.config_path}: missing; is {self.path} a trial directory?")
+        data = read_json(self.config_path)
+        if not isinstance(data, dict):
+            raise GanHpcError(
+                f"{self.config_path}: expected a JSON object, got {type(data).__name__}; "
+                "restore the file or delete the trial directory"
+            )
+        return data
+
     def read_config(self) -> TrialConfig:
         """Read and validate ``config.json``."""
         if not self.config_path.exists():
@@ -212,12 +396,37 @@ class TrialDir:
         """All metric records (a torn line is skipped, never the good record after it)."""
         return read_jsonl(self.metrics_path, key=METRICS_KEY)
 
-    def read_result(self) -> dict[str, Any] | None:
-        """``result.json`` when the trial has ended, else None."""
+    def append_metrics(
+        self, *, step: int, epoch: int, wall_time_s: float, metrics: Mapping[str, float]
+    ) -> None:
+        """Append one evaluation to ``metrics.jsonl``, fsynced (the trainer's rank 0 only)."""
+        append_jsonl(
+            self.metrics_path,
+            {METRICS_KEY: step, EPOCH_KEY: epoch, WALL_TIME_KEY: wall_time_s, **metrics},
+        )
+
+    def read_evaluations(self) -> list[CheckpointRecord]:
+        """The ``metrics.jsonl`` records that have an integer step, as evaluations."""
+        return [
+            CheckpointRecord.from_metrics_line(record)
+            for record in self.read_metrics()
+            if _is_int(record.get(METRICS_KEY)) and record[METRICS_KEY] >= 0
+        ]
+
+    def read_result(self) -> TrialResult | None:
+        """``result.json`` when the trial has ended, else None (a corrupt file: with a warning)."""
         if not self.result_path.exists():
             return None
         try:
             data = read_json(self.result_path)
-        except GanHpcError:
+        except GanHpcError as exc:
+            logger.warning("%s (ignoring the file)", exc)
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            logger.warning("%s: not a JSON object (ignoring the file)", self.result_path)
+            return None
+        return TrialResult.from_dict(data, source=str(self.result_path))
+
+    def write_result(self, result: TrialResult) -> None:
+        """Write ``result.json`` atomically (the trainer's rank 0, once, when the trial ends)."""
+        atomic_write_json(self.result_path, result.to_dict())

@@ -58,18 +58,12 @@ from gan_hpc.config import is_quality_metric
 from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.launcher_registry import get_launcher, launch_spec_for
+from gan_hpc.leaderboard import write_leaderboard
 from gan_hpc.locks import DriverLock, exit_driver
 from gan_hpc.progress import SweepProgress, SweepTally, ended_state, make_view
-from gan_hpc.rank import (
-    BASELINES_FILE,
-    RAY_DIR,
-    SPEC_FILE,
-    TRIALS_DIR,
-    sweep_leaderboard,
-    write_leaderboard,
-    write_spec,
-)
+from gan_hpc.rank import sweep_leaderboard
 from gan_hpc.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
+from gan_hpc.sweep_dir import BASELINES_FILE, RAY_DIR, SPEC_FILE, TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import (
     SweepSpec,
     conditions_hold,
@@ -77,7 +71,7 @@ from gan_hpc.sweep_spec import (
     search_order,
     trial_config_for,
 )
-from gan_hpc.trial_dir import CONFIG_FILE, FINAL_STATES, RESULT_FILE, TrialDir
+from gan_hpc.trial_dir import CONFIG_FILE, FINAL_STATES, TrialDir
 from gan_hpc.watcher import (
     DRIVER_EPOCH_FILE,
     PARAMS_FILE,
@@ -461,12 +455,10 @@ def _describe_end(spec: SweepSpec, sweep_dir: Path, trial_id: str) -> str:
     """The ranking score of an ended trial's best checkpoint (result.json), as the view shows it."""
     if not is_quality_metric(spec.ranking.score):
         return ""
-    try:
-        best = read_json(sweep_dir / TRIALS_DIR / trial_id / RESULT_FILE).get("best")
-    except GanHpcError:
-        return ""
-    value = (best or {}).get("metrics", {}).get(spec.ranking.score)
-    if not isinstance(value, (int, float)):
+    result = TrialDir(sweep_dir / TRIALS_DIR / trial_id).read_result()
+    best = result.best if result is not None else None
+    value = best.metrics.get(spec.ranking.score) if best is not None else None
+    if value is None:
         return ""
     return f" ({spec.ranking.score}={float(value):.4g} on the test split)"
 

@@ -29,7 +29,7 @@ from gan_hpc.launch import (
     update_launch,
 )
 from gan_hpc.launcher_registry import get_launcher, launch_spec_for
-from gan_hpc.rank import TRIALS_DIR, read_spec
+from gan_hpc.sweep_dir import TRIALS_DIR, read_spec
 from gan_hpc.sweep_spec import SweepSpec, trial_config_for
 from gan_hpc.trial_dir import (
     EXIT_BAD_INPUT,

@@ -48,7 +48,7 @@ from gan_hpc import cli
 from gan_hpc.arguments import build_train_parser
 from gan_hpc.dist_env import free_port
 from gan_hpc.export import export_sweep
-from gan_hpc.rank import SPEC_FILE, TRIALS_DIR, write_spec
+from gan_hpc.sweep_dir import SPEC_FILE, TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import (
     SMOKE_QUALITY_CAPS,
     load_sweep_spec,

@@ -39,8 +39,8 @@ from gan_hpc.data.transform import TabularTransform
 from gan_hpc.data.types import ColumnInfo, Table
 from gan_hpc.errors import CheckpointError, DataError, SpecError, SweepError
 from gan_hpc.export import export_sweep, export_trial
-from gan_hpc.rank import TRIALS_DIR, write_spec
 from gan_hpc.sampling import arff_text, write_samples
+from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import sweep_spec_from_dict, trial_config_for
 from gan_hpc.train import train_trial
 

@@ -11,8 +11,7 @@ from gan_hpc.cli import main
 from gan_hpc.errors import SweepError
 from gan_hpc.extend import extend_spec
 from gan_hpc.locks import DriverLock
-from gan_hpc.rank import SPEC_FILE, write_spec
-from gan_hpc.sweep_dirs import check_new_sweep_dir, find_sweep_dir
+from gan_hpc.sweep_dir import SPEC_FILE, check_new_sweep_dir, find_sweep_dir, write_spec
 from gan_hpc.sweep_spec import load_sweep_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,13 +1,15 @@
-"""Append-only JSONL: a torn line (a writer killed mid-append) never costs a good record."""
+"""Durable files: strict JSON with NaN as null; append-only JSONL that survives a torn line."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from gan_hpc.files import append_jsonl, read_jsonl
+from gan_hpc.files import append_jsonl, atomic_write_json, read_jsonl
 from gan_hpc.trial_dir import TrialDir, parse_metrics_line
 
 
@@ -77,3 +79,24 @@ def test_a_torn_line_completed_later_reads_once(tmp_path: Path) -> None:
 )
 def test_parse_metrics_line(line: str, expected: dict[str, int] | None) -> None:
     assert parse_metrics_line(line) == expected
+
+
+def test_atomic_write_json_writes_nan_and_infinities_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    payload = {
+        "score": math.nan,
+        "nested": {"values": [1.5, math.inf, np.float32("nan"), np.float64(-math.inf)]},
+        "steps": (np.int64(3), 4),
+        "where": tmp_path,
+    }
+    atomic_write_json(path, payload)
+    text = path.read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+    # strict parsers reject NaN tokens: parse the way they do
+    document = json.loads(text, parse_constant=lambda token: pytest.fail(f"token {token}"))
+    assert document == {
+        "score": None,
+        "nested": {"values": [1.5, None, None, None]},
+        "steps": [3, 4],
+        "where": str(tmp_path),
+    }

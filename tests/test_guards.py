@@ -21,7 +21,8 @@ from gan_hpc.guards import (
     SYMPTOMS,
     GuardState,
 )
-from gan_hpc.rank import TRIALS_DIR, collect_trials, rank_trials
+from gan_hpc.rank import rank_trials
+from gan_hpc.sweep_dir import TRIALS_DIR, collect_trials
 from gan_hpc.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 from tests.helpers import small_frf_config

@@ -26,18 +26,14 @@ from gan_hpc.convergence import (
 )
 from gan_hpc.errors import SpecError, SweepError
 from gan_hpc.files import append_jsonl, atomic_write_json
-from gan_hpc.rank import (
-    FORMATS,
+from gan_hpc.leaderboard import format_leaderboard, write_leaderboard
+from gan_hpc.rank import METRIC_COLUMNS, pareto_fronts, rank_trials, ranking_rule
+from gan_hpc.sweep_dir import (
     LEADERBOARD_FILE,
-    METRIC_COLUMNS,
+    LEADERBOARD_FORMATS,
     TRIALS_DIR,
     collect_trials,
-    format_leaderboard,
-    pareto_fronts,
-    rank_trials,
-    ranking_rule,
     read_spec,
-    write_leaderboard,
     write_spec,
 )
 from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
@@ -327,7 +323,7 @@ def leaderboard(tmp_path: Path, spec: SweepSpec) -> pd.DataFrame:
     return rank_trials(collect_trials(tmp_path), RANKING)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", LEADERBOARD_FORMATS)
 def test_every_format_renders(leaderboard: pd.DataFrame, fmt: str) -> None:
     text = format_leaderboard(leaderboard, fmt)  # type: ignore[arg-type]
     assert text.endswith("\n") and "b" in text
@@ -355,7 +351,7 @@ def test_every_format_renders(leaderboard: pd.DataFrame, fmt: str) -> None:
 
 def test_empty_leaderboard_renders(tmp_path: Path) -> None:
     df = rank_trials([], RANKING)
-    for fmt in FORMATS:
+    for fmt in LEADERBOARD_FORMATS:
         assert "trial_id" in format_leaderboard(df, fmt) or fmt == "json"  # type: ignore[arg-type]
     assert format_leaderboard(df, "json").strip() == "[]"
 

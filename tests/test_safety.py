@@ -89,7 +89,7 @@ def test_resume_refuses_unsafe_state_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gan_hpc.cli import main
-    from gan_hpc.rank import write_spec
+    from gan_hpc.sweep_dir import write_spec
     from gan_hpc.sweep_spec import load_sweep_spec
 
     quickstart = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"

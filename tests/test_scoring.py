@@ -39,7 +39,7 @@ from gan_hpc.quality import (
     QualityReport,
 )
 from gan_hpc.quality.baselines import BASELINE_MEAN_CURVE, BASELINE_PIXELS
-from gan_hpc.rank import BASELINE_PREFIX, BASELINES_FILE, TRIALS_DIR, sweep_leaderboard
+from gan_hpc.rank import BASELINE_PREFIX, sweep_leaderboard
 from gan_hpc.scoring import (
     COSINE_SAMPLES,
     QUALITY_KEY,
@@ -48,6 +48,7 @@ from gan_hpc.scoring import (
     score_trial_records,
     write_baselines,
 )
+from gan_hpc.sweep_dir import BASELINES_FILE, TRIALS_DIR
 from gan_hpc.train import train_trial
 from tests.helpers import small_frf_config
 

@@ -10,8 +10,8 @@ import yaml
 from gan_hpc.cli import main
 from gan_hpc.errors import SweepError
 from gan_hpc.locks import DriverLock
-from gan_hpc.rank import SPEC_FILE, write_spec
 from gan_hpc.spec_change import accept_spec_change, changed_keys, parse_allowed
+from gan_hpc.sweep_dir import SPEC_FILE, write_spec
 from gan_hpc.sweep_spec import load_sweep_spec
 
 REPO = Path(__file__).resolve().parents[1]

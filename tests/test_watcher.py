@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ray import tune
 
-from gan_hpc.rank import TRIALS_DIR, write_spec
+from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
 from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
 from gan_hpc.watcher import TRIAL_KEY, SweepContext, TrialWatcher
 

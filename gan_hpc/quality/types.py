@@ -81,16 +81,16 @@ class QualityReport:
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON (NaN becomes None)."""
+        """Plain dict for JSON (:func:`gan_hpc.files.atomic_write_json` writes NaN as null)."""
         return {
-            "metrics": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+            "metrics": dict(self.metrics),
             "sample_sizes": dict(self.sample_sizes),
             "notes": list(self.notes),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QualityReport:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a null metric, as written to a file, reads as NaN)."""
         return cls(
             metrics={k: (math.nan if v is None else float(v)) for k, v in data["metrics"].items()},
             sample_sizes={k: int(v) for k, v in data.get("sample_sizes", {}).items()},
