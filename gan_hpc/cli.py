@@ -203,7 +203,10 @@ def _submit_driver(spec: SweepSpec, sweep_dir: Path) -> None:
 
     launch_spec = launch_spec_for(spec)
     job_id = get_launcher(spec.launcher).submit_driver(
-        sweep_dir / SPEC_FILE, sweep_dir, launch_spec
+        sweep_dir / SPEC_FILE,
+        sweep_dir,
+        launch_spec,
+        watched_trials=spec.tune.max_concurrent_trials,
     )
     print(
         f"submitted driver job {job_id}: sweep {spec.name}, {spec.tune.num_samples} trials\n"

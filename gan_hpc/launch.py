@@ -193,8 +193,12 @@ class Launcher(abc.ABC):
             return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
         return {"cpu": self.watcher_cpus}  # the backend's job holds the real resources
 
-    def submit_driver(self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
+    def submit_driver(
+        self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
+    ) -> str:
         """Queue the driver of the sweep in ``sweep_dir`` as a job; returns its job id.
+
+        ``watched_trials`` is the most trials it watches at once (a backend may size the job).
 
         Raises:
             LaunchError: this backend has no driver job (one line saying what to do).

@@ -8,6 +8,7 @@ launcher itself is :mod:`gan_hpc.slurm_launch`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ RETIRED_KEYS = {
     "array_parallelism": "each trial is one job; tune.max_concurrent_trials bounds how many run",
 }
 
+DRIVER_BASE_GB = 1.5  # the driver process, the Ray head's processes and a little headroom
+DRIVER_GB_PER_TRIAL = 0.15  # one watcher actor per running trial
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SlurmConfig:
@@ -61,8 +65,20 @@ class SlurmConfig:
     additional_parameters: dict[str, str] = field(default_factory=dict)  # any other sbatch option
     driver_timeout_min: int = 1440
     driver_cpus: int = 2
-    driver_mem_gb: float = 4.0
+    driver_mem_gb: float | None = None  # None: sized by the trials the driver watches
     setup: tuple[str, ...] = ()  # shell lines run before each job, e.g. "module load cuda"
+
+    def driver_memory_gb(self, watched_trials: int) -> float:
+        """The driver job's memory: ``driver_mem_gb``, or sized by its concurrent trials.
+
+        Each watched trial is one Ray actor process (about 0.12 GiB PSS, measured by
+        ``bench/driver_scale.py``) on top of the driver and Ray's own processes; the size is
+        rounded up to half a GB.
+        """
+        if self.driver_mem_gb is not None:
+            return self.driver_mem_gb
+        needed = DRIVER_BASE_GB + DRIVER_GB_PER_TRIAL * watched_trials
+        return math.ceil(needed * 2) / 2
 
     def __post_init__(self) -> None:
         require(self.timeout_min >= 1, "timeout_min", "must be >= 1")
@@ -78,7 +94,11 @@ class SlurmConfig:
         require(self.max_requeues >= 0, "max_requeues", "must be >= 0")
         require(self.driver_timeout_min >= 1, "driver_timeout_min", "must be >= 1")
         require(self.driver_cpus >= 1, "driver_cpus", "must be >= 1")
-        require(self.driver_mem_gb > 0, "driver_mem_gb", "must be > 0")
+        require(
+            self.driver_mem_gb is None or self.driver_mem_gb > 0,
+            "driver_mem_gb",
+            "must be > 0 or null",
+        )
         for option in self.additional_parameters:
             key = f"additional_parameters.{option}"
             require(

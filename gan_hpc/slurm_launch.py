@@ -111,6 +111,9 @@ DRIVER_HEADER = """
 # Preemption and the time limit: SLURM sends USR2 to this script (--signal=B:USR2@SECONDS); the
 # trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
 # running). The requeued job starts this script again, which restores the sweep.
+#
+# Memory: 1.5 GB plus 0.15 GB per trial watched at once (tune.max_concurrent_trials; each is a
+# Ray actor process); slurm.driver_mem_gb sets it outright.
 """
 DRIVER_BODY = """
 job=${SLURM_JOB_ID:?run this script with sbatch}
@@ -463,9 +466,11 @@ class SlurmLauncher(Launcher):
         logger.info("watching slurm job %s of %s again", job_id, trial.path)
         return _watched(job, trial, spec)
 
-    def submit_driver(self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
+    def submit_driver(
+        self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
+    ) -> str:
         """Submit the sweep's driver as a SLURM job (:func:`submit_driver`); its job id."""
-        return submit_driver(spec_path, sweep_dir, spec)
+        return submit_driver(spec_path, sweep_dir, spec, watched_trials=watched_trials)
 
     def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
         """The poller of driver run ``spec.driver_token``: one squeue call per interval for all."""
@@ -552,12 +557,18 @@ def find_job(job_name: str, comment: str, since: float) -> str | None:
 
 
 def render_driver_script(
-    slurm: SlurmConfig, *, job_name: str, log_path: str, python: str = "python3"
+    slurm: SlurmConfig,
+    *,
+    watched_trials: int,
+    job_name: str,
+    log_path: str,
+    python: str = "python3",
 ) -> str:
     """The sbatch script of a sweep driver job (``slurm/driver.sbatch`` is one rendering).
 
     Args:
         slurm: the sweep's ``slurm:`` block (driver_* resources, partition, account, qos).
+        watched_trials: the most trials the driver watches at once (sizes its memory).
         job_name: the job's name.
         log_path: the job's output file (``%j`` is the job id).
         python: the interpreter with gan-hpc installed (``$GAN_HPC_PYTHON`` overrides it).
@@ -568,7 +579,7 @@ def render_driver_script(
         "comment": "driver",  # trial jobs carry their trial id here
         "ntasks": 1,
         "cpus-per-task": slurm.driver_cpus,
-        "mem": _sbatch_memory(slurm.driver_mem_gb),
+        "mem": _sbatch_memory(slurm.driver_memory_gb(watched_trials)),
         "time": slurm.driver_timeout_min,
         "partition": slurm.partition,
         "account": slurm.account,
@@ -580,6 +591,8 @@ def render_driver_script(
         "output": log_path,
     }
     lines = ["#!/bin/bash", DRIVER_HEADER.rstrip("\n")]
+    if slurm.driver_mem_gb is None:
+        lines.append(f"# This script's --mem is sized for {watched_trials} concurrent trials.")
     for key, value in options.items():
         if value is True:
             lines.append(f"#SBATCH --{key}")
@@ -591,7 +604,9 @@ def render_driver_script(
     return "\n".join(lines) + "\n" + DRIVER_BODY
 
 
-def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
+def submit_driver(
+    spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
+) -> str:
     """Submit the driver of the sweep in ``sweep_dir`` as a SLURM job; returns its job id.
 
     The script is kept as ``<sweep_dir>/driver/driver.sbatch`` and logs to
@@ -603,6 +618,7 @@ def submit_driver(spec_path: Path, sweep_dir: Path, spec: LaunchSpec) -> str:
     script.write_text(
         render_driver_script(
             slurm_settings(spec),
+            watched_trials=watched_trials,
             job_name=spec.job_name,
             log_path=str(driver_dir / "%j.log"),
             python=sys.executable,

@@ -76,3 +76,17 @@ def test_a_job_comment_names_the_trial_its_launch_and_its_sweep(tmp_path: Path) 
     assert parse_comment(comment) == ("trial_0003", 2, sweep_key(trial))
     assert sweep_key(trial) != sweep_key(other)  # two sweeps of one name never share jobs
     assert parse_comment("driver") == ("driver", -1, "")
+
+
+def test_the_driver_jobs_memory_grows_with_the_trials_it_watches() -> None:
+    from gan_hpc.slurm_config import SlurmConfig
+    from gan_hpc.slurm_launch import render_driver_script
+
+    def memory_line(slurm: SlurmConfig, trials: int) -> str:
+        script = render_driver_script(slurm, watched_trials=trials, job_name="d", log_path="l")
+        return next(line for line in script.splitlines() if line.startswith("#SBATCH --mem="))
+
+    assert memory_line(SlurmConfig(), 2) == "#SBATCH --mem=2GB"  # 1.5 + 0.3, rounded up
+    assert memory_line(SlurmConfig(), 32) == "#SBATCH --mem=6656MB"  # 1.5 + 4.8 -> 6.5
+    assert memory_line(SlurmConfig(), 100) == "#SBATCH --mem=16896MB"  # 1.5 + 15 -> 16.5
+    assert memory_line(SlurmConfig(driver_mem_gb=3), 100) == "#SBATCH --mem=3GB"

@@ -227,7 +227,10 @@ def _assert_golden(path: Path, actual: str) -> None:
 def test_driver_template_is_the_rendered_script() -> None:
     """slurm/driver.sbatch is what `sweep submit` writes, for the default slurm: block."""
     rendered = render_driver_script(
-        SlurmConfig(), job_name="gan-hpc-driver", log_path="gan-hpc-driver-%j.log"
+        SlurmConfig(),
+        watched_trials=8,
+        job_name="gan-hpc-driver",
+        log_path="gan-hpc-driver-%j.log",
     )
     _assert_golden(DRIVER_TEMPLATE, rendered)
 
