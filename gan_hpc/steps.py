@@ -17,11 +17,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gan_hpc import convergence as names
-from gan_hpc.config import OptimizerConfig, TrialConfig
-from gan_hpc.data.datasets import PreparedData
+from gan_hpc.config import LossConfig, ModelConfig, OptimizerConfig, TrainConfig
+from gan_hpc.data.types import DataSchema
 from gan_hpc.errors import SpecError
+from gan_hpc.latents import sample_condition, sample_latent
 from gan_hpc.losses import LossPair, clip_weights, gradient_penalty
-from gan_hpc.models import sample_condition, sample_latent, unwrap_model
+from gan_hpc.models import unwrap_model
 
 
 @dataclass
@@ -49,63 +50,67 @@ class LossWindow:
 
 
 def discriminator_step(
+    *,
     generator: nn.Module,
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
+    loss_pair: LossPair,
+    loss: LossConfig,
+    model: ModelConfig,
+    train: TrainConfig,
     real_x: torch.Tensor,
     real_cond: torch.Tensor | None,
-    device: torch.device,
     autocast: Any,
 ) -> torch.Tensor:
     """One discriminator update on a real batch and as many fresh fakes; returns the loss."""
     batch = len(real_x)
     # fakes carry the real batch's condition, so D compares like with like
     with torch.no_grad(), autocast:
-        z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+        z = sample_latent(batch, model.latent_dim, model.latent_distribution, None, real_x.device)
         fake_x = generator(z, real_cond)
     optimizer.zero_grad(set_to_none=True)
     with autocast:
         real_scores = discriminator(real_x, real_cond).float()
         fake_scores = discriminator(fake_x.detach(), real_cond).float()
-    d_loss = loss.d_loss(real_scores, fake_scores)
-    if loss.uses_gradient_penalty:
-        d_loss = d_loss + cfg.loss.gp_lambda * gradient_penalty(
+    d_loss = loss_pair.d_loss(real_scores, fake_scores)
+    if loss_pair.uses_gradient_penalty:
+        d_loss = d_loss + loss.gp_lambda * gradient_penalty(
             unwrap_model(discriminator), real_x, fake_x.detach().to(real_x.dtype), real_cond
         )
     d_loss.backward()
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.train.max_grad_norm)
+    if train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(discriminator.parameters(), train.max_grad_norm)
     optimizer.step()
-    if loss.uses_weight_clipping:
-        clip_weights(discriminator, cfg.loss.clip_value)
+    if loss_pair.uses_weight_clipping:
+        clip_weights(discriminator, loss.clip_value)
     return d_loss.detach()
 
 
 def generator_step(
+    *,
     generator: nn.Module,
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
-    data: PreparedData,
-    batch: int,
-    device: torch.device,
+    loss_pair: LossPair,
+    loss: LossConfig,
+    model: ModelConfig,
+    train: TrainConfig,
+    schema: DataSchema,
+    real_x: torch.Tensor,
+    real_cond: torch.Tensor | None,
     autocast: Any,
-    *,
-    real_x: torch.Tensor | None = None,
-    real_cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One generator update against the current discriminator; returns the loss.
 
-    With ``loss.reconstruction_weight`` the generator draws at the real batch's conditions
-    (``real_cond``) and also pays the weighted L1 distance to ``real_x`` (paired data).
+    Fakes are drawn at fresh conditions from ``schema``, as many as ``real_x`` has rows. With
+    ``loss.reconstruction_weight`` the generator draws at the real batch's conditions
+    (``real_cond``) instead and also pays the weighted L1 distance to ``real_x`` (paired data).
     """
+    batch, device = len(real_x), real_x.device
     optimizer.zero_grad(set_to_none=True)
-    z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
-    is_paired = cfg.loss.reconstruction_weight > 0 and real_x is not None
-    cond = real_cond if is_paired else sample_condition(data.schema, batch, None, device)
+    z = sample_latent(batch, model.latent_dim, model.latent_distribution, None, device)
+    is_paired = loss.reconstruction_weight > 0
+    cond = real_cond if is_paired else sample_condition(schema, batch, None, device)
     # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
     # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
     no_sync = (
@@ -118,30 +123,30 @@ def generator_step(
         with no_sync:
             with autocast:
                 fake_x = generator(z, cond)
-                g_loss = loss.g_loss(discriminator(fake_x, cond).float())
-                if is_paired and real_x is not None:
+                g_loss = loss_pair.g_loss(discriminator(fake_x, cond).float())
+                if is_paired:
                     distance = (fake_x.float() - real_x.float()).abs().mean()
-                    g_loss = g_loss + cfg.loss.reconstruction_weight * distance
+                    g_loss = g_loss + loss.reconstruction_weight * distance
             g_loss.backward()
     finally:
         discriminator.requires_grad_(True)
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
+    if train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(generator.parameters(), train.max_grad_norm)
     optimizer.step()
     return g_loss.detach()
 
 
-def check_reconstruction(cfg: TrialConfig, data: PreparedData) -> None:
+def check_reconstruction(loss: LossConfig, schema: DataSchema) -> None:
     """Raise SpecError when ``loss.reconstruction_weight`` is set for data that is not paired.
 
     Only a continuous condition (one real sample per condition, e.g. FRF coordinates) pairs a
     generated sample with the real one it should match; against a class or no condition the
     L1 term would pull every sample toward the average of its class.
     """
-    condition = data.schema.condition
-    if cfg.loss.reconstruction_weight > 0 and (condition is None or condition.kind != "continuous"):
+    condition = schema.condition
+    if loss.reconstruction_weight > 0 and (condition is None or condition.kind != "continuous"):
         raise SpecError(
-            f"loss.reconstruction_weight: {cfg.loss.reconstruction_weight} needs paired data "
+            f"loss.reconstruction_weight: {loss.reconstruction_weight} needs paired data "
             "(a continuous condition such as FRF coordinates); set it to 0 for this data"
         )
 
@@ -164,9 +169,9 @@ def build_optimizer(
     return factories[config.name]()
 
 
-def autocast_for(cfg: TrialConfig, device: torch.device) -> Any:
+def autocast_for(train: TrainConfig, device: torch.device) -> Any:
     """bf16 autocast on GPU when asked for; a no-op context otherwise."""
-    if cfg.train.use_bf16 and device.type == "cuda":
+    if train.use_bf16 and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return nullcontext()
 

@@ -136,12 +136,12 @@ def test_non_finite_loss_ends_the_trial_as_diverged(
     real_step = train_module.generator_step
     calls = {"n": 0}
 
-    def poisoned_step(generator, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def poisoned_step(**kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 8:  # blow the weights up after step 7, as an exploding update would
             with torch.no_grad():
-                next(generator.parameters()).fill_(float("inf"))
-        return real_step(generator, *args, **kwargs)
+                next(kwargs["generator"].parameters()).fill_(float("inf"))
+        return real_step(**kwargs)
 
     monkeypatch.setattr(train_module, "generator_step", poisoned_step)
     result = train_trial(trial_config, tmp_path)
