@@ -18,7 +18,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,6 @@ from types import FrameType
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from gan_hpc import convergence as names
@@ -53,20 +51,17 @@ from gan_hpc.distributed import (
     select_device,
     wait_for_all,
 )
-from gan_hpc.ema import ExponentialMovingAverage
 from gan_hpc.errors import SpecError
 from gan_hpc.evaluation import evaluate_convergence
 from gan_hpc.guards import GuardState
-from gan_hpc.losses import LossPair, get_loss
-from gan_hpc.models import build_models, unwrap_model
+from gan_hpc.models import unwrap_model
 from gan_hpc.steps import (
+    Gan,
     LossWindow,
-    autocast_for,
-    build_optimizer,
+    build_gan,
     check_reconstruction,
     discriminator_step,
     generator_step,
-    grad_norm,
 )
 from gan_hpc.trial_dir import TrialDir
 from gan_hpc.trial_scoring import HELD_OUT, TrialScorer
@@ -132,16 +127,15 @@ def train_trial(
         config: the trial config (written to ``run_dir/config.json`` by the caller or here).
         run_dir: the trial directory (see :mod:`gan_hpc.trial_dir`).
         report: called on rank 0 after each evaluation with the metrics and the checkpoint.
-        scorer: held-out quality, asked for on rank 0 at each evaluation (with
-            ``convergence.use_quality_at_evaluations``) and when the trial ends (with
+        scorer: held-out quality, asked for on rank 0 at evaluations (with
+            ``convergence.use_quality_at_evaluations``) and at the end (with
             ``quality.use_at_trial_end``).
         stop_after_step: end this run after that step (a checkpoint is written there) without
             changing the config, so a later run resumes; for tests and quick looks.
 
     Returns:
         How the trial ended; ``state`` is ``finished``, ``diverged``, ``halted`` (a guard
-        stopped it) or ``preempted``. A trial that ends (not preempted) has its best and last
-        checkpoints scored on the held-out split before ``result.json`` is written.
+        stopped it), ``preempted`` or ``paused`` (``stop_after_step``).
 
     """
     cfg = config
@@ -152,38 +146,29 @@ def train_trial(
     writer = TrialWriter(TrialDir(run_dir), cfg, is_main=env.is_main, report=report or no_report)
     with process_group(env, device), _stop_signals() as stop, writer:
         writer.start()
-        loss_pair = get_loss(cfg.loss.name)
 
         # ---- data, models, optimisers: identical initial weights on every rank
         data = load_dataset(cfg.data)
         check_reconstruction(cfg.loss, data.schema)
         writer.record_data(data)
         torch.manual_seed(cfg.train.seed)
-        generator, discriminator = build_models(cfg.model, data.schema)
-        generator.to(device)
-        discriminator.to(device)
-        ema = (
-            ExponentialMovingAverage(model=generator, decay=cfg.model.ema_decay)
-            if cfg.model.use_ema
-            else None
+        gan = build_gan(
+            data.schema,
+            model=cfg.model,
+            optim=cfg.optim,
+            loss=cfg.loss,
+            train=cfg.train,
+            device=device,
         )
-        optimizer_g = build_optimizer(generator.parameters(), cfg.optim.generator)
-        optimizer_d = build_optimizer(discriminator.parameters(), cfg.optim.discriminator)
 
         # ---- resume from the newest valid checkpoint (rank 0 chooses, every rank loads it)
         resumed = load_resume_checkpoint(writer.trial.checkpoints, env, device)
-        step, epoch, batch_in_epoch = 0, 0, 0
+        step, epoch, batch_in_epoch, guards = 0, 0, 0, GuardState()
         best: dict[str, Any] | None = None
         last: dict[str, Any] | None = None
-        guards = GuardState()
         if resumed is not None:
             state = resumed.state
-            generator.load_state_dict(state.generator)
-            discriminator.load_state_dict(state.discriminator)
-            optimizer_g.load_state_dict(state.optimizer_generator)
-            optimizer_d.load_state_dict(state.optimizer_discriminator)
-            if ema is not None and state.ema is not None:
-                ema.load_state_dict(state.ema)
+            gan.load_state_dicts(state)
             step, epoch, batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
             best, last, guards = state.best, state.last, GuardState.from_dict(state.guards)
             restore_rank_rng(state.rng, env, cfg.train.seed, step)
@@ -191,10 +176,8 @@ def train_trial(
             logger.info("resumed %s from %s (step %d)", run_dir, resumed.path.name, step)
         else:
             torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
-
         if env.is_distributed:
-            generator = DistributedDataParallel(generator, device_ids=_device_ids(device))
-            discriminator = DistributedDataParallel(discriminator, device_ids=_device_ids(device))
+            gan.wrap_ddp(device)
 
         # ---- the loop: n_critic discriminator steps, then one generator step
         train_x = data.train.x.to(device)
@@ -202,7 +185,6 @@ def train_trial(
         batches = _batches(
             len(train_x), cfg.train.batch_size, cfg.train.seed, env, epoch, batch_in_epoch, device
         )
-        autocast = autocast_for(cfg.train, device)
         window = LossWindow()
         end_step = min(cfg.train.num_steps, stop_after_step or cfg.train.num_steps)
         outcome = "finished"
@@ -212,32 +194,17 @@ def train_trial(
                 real_x = train_x[index]
                 real_cond = train_cond[index] if train_cond is not None else None
                 d_loss = discriminator_step(
-                    generator=generator,
-                    discriminator=discriminator,
-                    optimizer=optimizer_d,
-                    loss_pair=loss_pair,
-                    loss=cfg.loss,
-                    model=cfg.model,
-                    train=cfg.train,
-                    real_x=real_x,
-                    real_cond=real_cond,
-                    autocast=autocast,
+                    gan, real_x, real_cond, loss=cfg.loss, model=cfg.model, train=cfg.train
                 )
             g_loss = generator_step(
-                generator=generator,
-                discriminator=discriminator,
-                optimizer=optimizer_g,
-                loss_pair=loss_pair,
+                gan,
+                real_x,
+                real_cond,
                 loss=cfg.loss,
                 model=cfg.model,
                 train=cfg.train,
                 schema=data.schema,
-                real_x=real_x,
-                real_cond=real_cond,
-                autocast=autocast,
             )
-            if ema is not None:
-                ema.update(generator)
             step += 1
             window.add(d_loss, g_loss)
 
@@ -249,58 +216,23 @@ def train_trial(
 
             # ---- evaluate on every rank; the metrics are all-reduced, so all take one branch
             training = all_reduce_mean(window.means(), env, device)
-            if not all(math.isfinite(v) for v in training.values()):
+            if _has_diverged(training, run_dir, step):
                 outcome = "diverged"
-                logger.warning(
-                    "trial %s diverged: non-finite loss before step %d (%s); "
-                    "keeping the last good checkpoint",
-                    run_dir,
-                    step,
-                    ", ".join(f"{k}={v}" for k, v in training.items()),
-                )
                 break
-            training[names.D_GRAD_NORM] = grad_norm(discriminator)
-            training[names.G_GRAD_NORM] = grad_norm(generator)
-            eval_generator = ema.module if ema is not None else unwrap_model(generator)
-            metrics = _evaluate(
-                training=training,
-                window=window,
-                generator=eval_generator,
-                discriminator=unwrap_model(discriminator),
-                loss_pair=loss_pair,
-                data=data,
-                cfg=cfg,
-                env=env,
-                step=step,
-                device=device,
-                scorer=scorer,
-            )
+            training.update(gan.grad_norms())
+            metrics = _evaluate(gan, training, window, data, cfg, env, step, device, scorer)
             window = LossWindow()
             fired = guards.update(
-                metrics, step, cfg.guards, has_floor=loss_pair.equilibrium_d_loss is not None
+                metrics, step, cfg.guards, has_floor=gan.loss_pair.equilibrium_d_loss is not None
             )
             for flag in fired:
                 logger.warning("trial %s: guard %s: %s", run_dir, flag["guard"], flag["detail"])
-
-            last = {
-                "step": step,
-                "metrics": metrics,
-                "checkpoint": f"checkpoints/{step_checkpoint_name(step)}",
-            }
-            is_best = best is None or selection_key(metrics, cfg.convergence) > selection_key(
-                best["metrics"], cfg.convergence
-            )
-            if is_best:
-                best = {**last, "checkpoint": f"checkpoints/{BEST_NAME}"}
+            best, last, is_best = _records(metrics, step, best, cfg)
             state = TrainState(
                 step=step,
                 epoch=epoch,
                 batch_in_epoch=batch_in_epoch,
-                generator=unwrap_model(generator).state_dict(),
-                discriminator=unwrap_model(discriminator).state_dict(),
-                ema=ema.state_dict() if ema is not None else None,
-                optimizer_generator=optimizer_g.state_dict(),
-                optimizer_discriminator=optimizer_d.state_dict(),
+                **gan.state_dicts(),
                 rng=gather_rng_states(env),
                 config=cfg.to_dict(),
                 schema=data.schema.to_dict(),
@@ -308,12 +240,13 @@ def train_trial(
                 last=last,
                 guards=guards.to_dict(),
             )
+            wall_time_s = time.perf_counter() - started
             writer.record_evaluation(
                 state,
                 metrics,
                 is_best=is_best,
-                wall_time_s=time.perf_counter() - started,
-                generator=eval_generator,
+                wall_time_s=wall_time_s,
+                generator=gan.evaluated_generator,
                 device=device,
             )
             if stop_now:
@@ -324,17 +257,16 @@ def train_trial(
                 outcome = "halted"
                 break
 
-        # ---- the end: check the replicas agree, score the checkpoints, write the result
+        # ---- the end: compare the replicas, score the checkpoints, write the result
         if outcome == "finished" and step < cfg.train.num_steps:
             outcome = "paused"  # stopped by stop_after_step; resumes later
-        fingerprints = replica_fingerprints(unwrap_model(generator), env)
+        fingerprints = replica_fingerprints(unwrap_model(gan.generator), env)
         if len(set(fingerprints)) > 1:
             logger.warning("trial %s: generator replicas differ: %s", run_dir, fingerprints)
         if env.is_main and outcome in ENDED_OUTCOMES and cfg.quality.use_at_trial_end:
             writer.set_message("scoring held-out quality")
-            scored = scorer.at_end(
-                writer.trial.path, {"best": best, "last": last}, data, cfg, device
-            )
+            records = {"best": best, "last": last}
+            scored = scorer.at_end(writer.trial.path, records, data, cfg, device)
             best, last = scored["best"], scored["last"]
         # the other ranks wait while rank 0 scores: a rank that tears gloo down early aborts
         wait_for_all(env)
@@ -351,13 +283,40 @@ def train_trial(
         return result
 
 
+def _has_diverged(training: Mapping[str, float], run_dir: Path, step: int) -> bool:
+    """True, with a warning, when a training loss of the window is NaN or infinite."""
+    if all(math.isfinite(value) for value in training.values()):
+        return False
+    losses = ", ".join(f"{key}={value}" for key, value in training.items())
+    logger.warning(
+        "trial %s diverged: non-finite loss before step %d (%s); keeping the last good checkpoint",
+        run_dir,
+        step,
+        losses,
+    )
+    return True
+
+
+def _records(
+    metrics: dict[str, float], step: int, best: dict[str, Any] | None, cfg: TrialConfig
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The evaluation's ``last`` record, the ``best`` one so far, and whether it is the best.
+
+    The records are ``result.json``'s: step, metrics and the checkpoint file holding them.
+    """
+    checkpoint = f"checkpoints/{step_checkpoint_name(step)}"
+    last = {"step": step, "metrics": metrics, "checkpoint": checkpoint}
+    if best is None or selection_key(metrics, cfg.convergence) > selection_key(
+        best["metrics"], cfg.convergence
+    ):
+        return {**last, "checkpoint": f"checkpoints/{BEST_NAME}"}, last, True
+    return best, last, False
+
+
 def _evaluate(
-    *,
+    gan: Gan,
     training: dict[str, float],
     window: LossWindow,
-    generator: nn.Module,
-    discriminator: nn.Module,
-    loss_pair: LossPair,
     data: PreparedData,
     cfg: TrialConfig,
     env: DistEnv,
@@ -367,16 +326,17 @@ def _evaluate(
 ) -> dict[str, float]:
     """One evaluation's metrics, all-reduced across ranks.
 
-    They are ``training`` (losses, gradient norms), the convergence metrics of ``generator``
-    (the evaluated one: the EMA copy when there is one) and the samples/s of the window.
+    They are ``training`` (losses, gradient norms), the convergence metrics of the evaluated
+    generator (the EMA copy when there is one) and the samples/s of the window.
 
     With ``convergence.use_quality_at_evaluations`` rank 0 also scores held-out quality on
     the validation split and shares it; then the convergence gate is applied.
     """
+    generator = gan.evaluated_generator
     convergence = evaluate_convergence(
         generator=generator,
-        discriminator=discriminator,
-        loss=loss_pair,
+        discriminator=unwrap_model(gan.discriminator),
+        loss=gan.loss_pair,
         real_x=data.val.x[env.rank :: env.world_size],
         real_cond=data.val.cond[env.rank :: env.world_size] if data.val.cond is not None else None,
         num_fakes=max(cfg.convergence.num_eval_samples // env.world_size, 1),
@@ -437,11 +397,6 @@ def _batches(
             else:
                 yield epoch, batch_in_epoch, index
         epoch, batch_in_epoch = epoch + 1, 0
-
-
-def _device_ids(device: torch.device) -> list[int] | None:
-    """DDP's ``device_ids``: the GPU index, or None on CPU."""
-    return [device.index] if device.type == "cuda" and device.index is not None else None
 
 
 def _eval_rng(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
