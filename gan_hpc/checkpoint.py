@@ -153,11 +153,10 @@ class TrainState:
             ) from None
 
 
-def save_checkpoint(path: Path, state: TrainState | Mapping[str, Any]) -> None:
+def save_checkpoint(path: Path, state: TrainState) -> None:
     """Serialise ``state`` and write it atomically (temp file, fsync, rename)."""
-    body = state.to_dict() if isinstance(state, TrainState) else dict(state)
     buffer = io.BytesIO()
-    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **body}, buffer)
+    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state.to_dict()}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

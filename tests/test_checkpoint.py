@@ -127,7 +127,7 @@ def test_a_checkpoint_from_before_ema_guards_and_best_still_loads(tmp_path: Path
         del old[key]
     directory = tmp_path / "checkpoints"
     directory.mkdir()
-    save_checkpoint(directory / step_checkpoint_name(4), old)
+    torch.save({"format_version": 1, **old}, directory / step_checkpoint_name(4))
     loaded = load_resume_checkpoint(directory, DistEnv(), torch.device("cpu"))
     assert loaded is not None
     assert (loaded.state.step, loaded.state.ema, loaded.state.best, loaded.state.guards) == (
@@ -150,7 +150,7 @@ def test_a_truncated_checkpoint_is_one_line(tmp_path: Path) -> None:
 def test_a_file_without_trainer_state_is_one_line(tmp_path: Path) -> None:
     directory = tmp_path / "checkpoints"
     directory.mkdir()
-    save_checkpoint(directory / step_checkpoint_name(1), {"step": 1})
+    torch.save({"format_version": 1, "step": 1}, directory / step_checkpoint_name(1))
     with pytest.raises(CheckpointError, match=r"step-00000001\.pt: not a trainer checkpoint"):
         load_resume_checkpoint(directory, DistEnv(), torch.device("cpu"))
 
