@@ -427,8 +427,13 @@ def _stop_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-if __name__ == "__main__":
-    # launchers start `python -m gan_hpc.train`; the program itself lives in gan_hpc.train_cli
-    from gan_hpc.train_cli import run_program
 
-    sys.exit(run_program(sys.argv[1:]))
+def _run_program() -> int:
+    """``python -m gan_hpc.train``, the program every launcher starts: see gan_hpc.train_cli."""
+    from gan_hpc.train_cli import run_program  # imported here: train_cli imports this module
+
+    return run_program(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(_run_program())
