@@ -45,12 +45,8 @@ from gan_hpc.data.transform import (
 from gan_hpc.data.types import ConditionSchema, DataKind, DataSchema
 from gan_hpc.errors import CheckpointError, GanHpcError, SpecError
 from gan_hpc.files import read_json
-from gan_hpc.models import (
-    get_family,
-    resolve_output_activation,
-    sample_condition,
-    sample_latent,
-)
+from gan_hpc.latents import sample_condition, sample_latent
+from gan_hpc.models import get_family, resolve_output_activation
 
 logger = logging.getLogger(__name__)
 

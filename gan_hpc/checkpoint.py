@@ -2,7 +2,9 @@
 
 A checkpoint is a ``torch.save`` of plain containers of tensors and numbers, read back with
 ``torch.load(weights_only=True)``, so loading never unpickles code. Files are
-``checkpoints/step-<N>.pt`` (the newest K kept) and ``checkpoints/best.pt``.
+``checkpoints/step-<N>.pt`` (the newest K kept) and ``checkpoints/best.pt``. What a trainer
+saves and resumes from is a :class:`TrainState`; :func:`save_checkpoint` writes one and
+:func:`load_checkpoint` reads any checkpoint (exports read the generator's weights from it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,85 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a trainer needs to continue exactly where it stopped, as a checkpoint holds it.
+
+    Tensors sit in plain state dicts (weights-only loadable). ``best`` and ``last`` are the
+    ``{"step", "metrics", "checkpoint"}`` records of ``result.json``; ``guards`` is
+    :meth:`gan_hpc.guards.GuardState.to_dict`; ``rng`` holds every rank's RNG state.
+    """
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    optimizer_generator: dict[str, Any]
+    optimizer_discriminator: dict[str, Any]
+    rng: list[dict[str, Any]]
+    config: dict[str, Any]  # TrialConfig.to_dict(): rebuilds the models
+    schema: dict[str, Any]  # DataSchema.to_dict()
+    ema: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    guards: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's plain containers (the keys every reader of a checkpoint knows)."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "generator": self.generator,
+            "discriminator": self.discriminator,
+            "ema": self.ema,
+            "optimizer_generator": self.optimizer_generator,
+            "optimizer_discriminator": self.optimizer_discriminator,
+            "rng": self.rng,
+            "config": self.config,
+            "schema": self.schema,
+            "best": self.best,
+            "last": self.last,
+            "guards": self.guards,
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any], path: Path) -> TrainState:
+        """Inverse of :meth:`to_dict`; keys that older checkpoints lack get their defaults.
+
+        Raises:
+            CheckpointError: a key every trainer checkpoint holds is missing.
+
+        """
+        try:
+            return cls(
+                step=int(state["step"]),
+                epoch=int(state["epoch"]),
+                batch_in_epoch=int(state["batch_in_epoch"]),
+                generator=dict(state["generator"]),
+                discriminator=dict(state["discriminator"]),
+                optimizer_generator=dict(state["optimizer_generator"]),
+                optimizer_discriminator=dict(state["optimizer_discriminator"]),
+                rng=list(state["rng"]),
+                config=dict(state.get("config") or {}),
+                schema=dict(state.get("schema") or {}),
+                ema=state.get("ema"),
+                best=state.get("best"),
+                last=state.get("last"),
+                guards=dict(state.get("guards") or {}),
+            )
+        except KeyError as exc:
+            raise CheckpointError(
+                f"{path}: not a trainer checkpoint (no {exc.args[0]!r}); delete it to fall back "
+                "to an older one"
+            ) from None
+
+
+def save_checkpoint(path: Path, state: TrainState) -> None:
     """Serialise ``state`` and write it atomically (temp file, fsync, rename)."""
     buffer = io.BytesIO()
-    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, buffer)
+    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state.to_dict()}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -145,9 +222,17 @@ def load_latest_valid(
     return None
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a trainer resumes from and its state."""
+
+    path: Path
+    state: TrainState
+
+
 def load_resume_checkpoint(
     directory: Path, env: DistEnv, device: torch.device
-) -> LoadedCheckpoint | None:
+) -> ResumePoint | None:
     """Rank 0 chooses the newest valid checkpoint and every rank loads that same one.
 
     Ranks that each picked their own could differ (a network filesystem showing a new file to
@@ -160,21 +245,28 @@ def load_resume_checkpoint(
         env: this rank's distributed environment (collective on every rank when distributed).
         device: where the tensors go (also the device of the agreement all-reduce).
 
+    Returns:
+        The chosen checkpoint's path and :class:`TrainState`, or None when there is none.
+
     Raises:
         CheckpointError: some rank could not read the checkpoint rank 0 chose.
 
     """
-    chosen = load_latest_valid(directory, map_location=device) if env.is_main else None
-    name, step = broadcast_from_main(
-        (chosen.path.name, chosen.step) if chosen is not None else (None, 0), env
-    )
+    path: Path | None = None
+    raw: Mapping[str, Any] | None = None
+    if env.is_main and (newest := load_latest_valid(directory, map_location=device)) is not None:
+        path, raw = newest.path, newest.state
+    name = broadcast_from_main(path.name if path is not None else None, env)
+    point: ResumePoint | None = None
     error: str | None = None
-    if not env.is_main and name is not None:
-        try:
-            state = load_checkpoint(directory / name, map_location=device)
-            chosen = LoadedCheckpoint(path=directory / name, step=step, state=state)
-        except CheckpointError as exc:
-            error = str(exc)
+    try:
+        if not env.is_main and name is not None:
+            path = directory / name
+            raw = load_checkpoint(path, map_location=device)
+        if path is not None and raw is not None:
+            point = ResumePoint(path=path, state=TrainState.from_dict(raw, path))
+    except CheckpointError as exc:
+        error = str(exc)
     (failed,) = any_rank((error is not None,), env, device)
     if error is not None:
         raise CheckpointError(f"rank {env.rank}: {error}")
@@ -183,7 +275,7 @@ def load_resume_checkpoint(
             f"{directory / str(name)}: another rank could not read the checkpoint rank 0 chose "
             "(see that rank's log); check that every node sees the trial directory"
         )
-    return chosen
+    return point
 
 
 def prune_step_checkpoints(directory: Path, keep_last: int) -> None:

@@ -432,7 +432,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from gan_hpc.train import run_from_args
+    from gan_hpc.train_cli import run_from_args
 
     return run_from_args(args)
 

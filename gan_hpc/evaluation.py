@@ -24,8 +24,8 @@ from gan_hpc.convergence import (
     SLICED_WASSERSTEIN,
 )
 from gan_hpc.data.types import DataSchema
+from gan_hpc.latents import sample_condition, sample_latent
 from gan_hpc.losses import LossPair
-from gan_hpc.models import sample_condition, sample_latent
 
 DIVERSITY_SAMPLES = 256  # samples of each side whose pairwise distances are compared
 NUM_PROJECTIONS = 64

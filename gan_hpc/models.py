@@ -1,5 +1,8 @@
 """The GAN zoo: generator and discriminator families, built from a ModelConfig and a DataSchema.
 
+What feeds them lives apart: latent codes and conditions in :mod:`gan_hpc.latents`, the
+weights' moving average in :mod:`gan_hpc.ema`.
+
 Every generator maps ``(z[B, latent_dim], cond)`` to ``x[B, *schema.sample_shape]``; every
 discriminator maps ``(x, cond)`` to raw scores ``[B]`` (logits: no sigmoid, the losses apply it).
 ``cond`` is ``None`` for unconditional data, int64 class indices ``[B]`` for ``class`` conditions
@@ -35,12 +38,11 @@ Shared conventions (documented once here):
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +64,6 @@ __all__ = [
     "ConditionEmbedding",
     "ConvDiscriminator",
     "ConvGenerator",
-    "ExponentialMovingAverage",
     "MlpDiscriminator",
     "MlpGenerator",
     "TabularHead",
@@ -70,8 +71,6 @@ __all__ = [
     "conv_depth",
     "get_family",
     "resolve_output_activation",
-    "sample_condition",
-    "sample_latent",
     "unwrap_model",
 ]
 
@@ -644,96 +643,3 @@ def build_models(config: ModelConfig, schema: DataSchema) -> tuple[nn.Module, nn
         sum(p.numel() for p in discriminator.parameters()),
     )
     return generator, discriminator
-
-
-# ---------------------------------------------------------------------------------- sampling
-
-
-def sample_latent(
-    batch: int,
-    latent_dim: int,
-    distribution: str,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Latent codes ``[batch, latent_dim]``: standard normal, or uniform in [-1, 1]."""
-    if distribution == "normal":
-        return torch.randn(batch, latent_dim, generator=generator, device=device)
-    if distribution == "uniform":
-        return torch.rand(batch, latent_dim, generator=generator, device=device) * 2 - 1
-    raise SpecError(f"model.latent_distribution: unknown {distribution!r} (valid: normal, uniform)")
-
-
-def sample_condition(
-    schema: DataSchema,
-    batch: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor | None:
-    """Conditions for ``batch`` samples, or None for unconditional data.
-
-    Class labels follow ``schema.condition.frequencies`` (uniform when empty); continuous
-    conditions are uniform in ``[-1, 1]^dim``.
-    """
-    condition = schema.condition
-    if condition is None:
-        return None
-    if condition.kind == "continuous":
-        return torch.rand(batch, condition.dim, generator=generator, device=device) * 2 - 1
-    # weights on ``device`` so a device-side ``generator`` (as torch.rand needs) works here too
-    weights = torch.tensor(
-        condition.frequencies or [1.0] * condition.dim, dtype=torch.float64, device=device
-    )
-    return torch.multinomial(weights, batch, replacement=True, generator=generator)
-
-
-# ------------------------------------------------------------------------------------- EMA
-
-
-class ExponentialMovingAverage:
-    """An exponential moving average of a model's weights, for evaluation and export.
-
-    ``ema.module`` is a deep copy of the (unwrapped) model kept in eval mode without gradients;
-    :meth:`update` moves its parameters toward the live model's by ``1 - decay`` and copies its
-    buffers (BatchNorm running statistics, spectral-norm vectors) as they are. The decay warms
-    up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early evaluations see the
-    trained weights rather than an average dominated by the random initialisation.
-
-    Example:
-        >>> ema = ExponentialMovingAverage(model=generator, decay=config.ema_decay)
-        >>> ema.update(generator)  # after each generator step (DDP wrappers are unwrapped)
-        >>> samples = ema.module(z)
-
-    """
-
-    def __init__(self, *, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.num_updates = 0
-        self.module = copy.deepcopy(unwrap_model(model))
-        self.module.eval().requires_grad_(False)
-        for parameter in self.module.parameters():
-            parameter.grad = None
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Average ``model``'s current parameters in; copy its buffers."""
-        live = unwrap_model(model)
-        averaged: list[torch.Tensor] = list(self.module.parameters())
-        current = [p.detach() for p in live.parameters()]
-        if len(averaged) != len(current):
-            raise ValueError("EMA: the live model's parameters do not match the averaged copy")
-        # one fused kernel per device/dtype group instead of one launch per tensor
-        decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
-        torch._foreach_lerp_(averaged, current, 1.0 - decay)
-        for buffer, live_buffer in zip(self.module.buffers(), live.buffers(), strict=True):
-            buffer.copy_(live_buffer)
-        self.num_updates += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the averaged weights and the update count."""
-        return {"module": self.module.state_dict(), "num_updates": self.num_updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        self.module.load_state_dict(state["module"])
-        self.num_updates = int(state["num_updates"])

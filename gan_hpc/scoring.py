@@ -37,8 +37,9 @@ from gan_hpc.data.datasets import PreparedData, Split, load_dataset
 from gan_hpc.data.transform import ImageTransform, SignalTransform
 from gan_hpc.errors import CheckpointError, GanHpcError
 from gan_hpc.files import atomic_write_json, read_json
+from gan_hpc.latents import sample_latent
 from gan_hpc.losses import get_loss
-from gan_hpc.models import build_models, sample_latent
+from gan_hpc.models import build_models
 from gan_hpc.quality import (
     ImageInputs,
     QualityInputs,

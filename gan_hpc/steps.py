@@ -1,7 +1,7 @@
-"""One GAN update: the discriminator and generator steps, their optimisers, the loss window.
+"""One GAN update: the networks with their optimisers, the two steps, the loss window.
 
 Pure training mechanics shared by :func:`gan_hpc.train.train_trial`; no I/O, no side effects
-beyond the models and optimisers passed in.
+beyond the :class:`Gan` passed in.
 """
 
 from __future__ import annotations
@@ -17,11 +17,95 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gan_hpc import convergence as names
-from gan_hpc.config import OptimizerConfig, TrialConfig
-from gan_hpc.data.datasets import PreparedData
+from gan_hpc.checkpoint import TrainState
+from gan_hpc.config import LossConfig, ModelConfig, OptimConfig, OptimizerConfig, TrainConfig
+from gan_hpc.data.types import DataSchema
+from gan_hpc.ema import ExponentialMovingAverage
 from gan_hpc.errors import SpecError
-from gan_hpc.losses import LossPair, clip_weights, gradient_penalty
-from gan_hpc.models import sample_condition, sample_latent, unwrap_model
+from gan_hpc.latents import sample_condition, sample_latent
+from gan_hpc.losses import LossPair, clip_weights, get_loss, gradient_penalty
+from gan_hpc.models import build_models, unwrap_model
+
+
+@dataclass
+class Gan:
+    """What the GAN updates change: both networks, each with its optimiser, and the EMA copy.
+
+    Also the loss pair and the autocast context they train with, fixed for a trial. Under
+    DDP, :meth:`wrap_ddp` replaces the networks with their wrappers; the state dicts are
+    always the unwrapped networks'.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizer_generator: torch.optim.Optimizer
+    optimizer_discriminator: torch.optim.Optimizer
+    loss_pair: LossPair
+    autocast: Any
+    ema: ExponentialMovingAverage | None = None
+
+    @property
+    def evaluated_generator(self) -> nn.Module:
+        """The generator that evaluations and exports use: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else unwrap_model(self.generator)
+
+    def wrap_ddp(self, device: torch.device) -> None:
+        """Put each network in its own DistributedDataParallel wrapper."""
+        device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
+        self.generator = DistributedDataParallel(self.generator, device_ids=device_ids)
+        self.discriminator = DistributedDataParallel(self.discriminator, device_ids=device_ids)
+
+    def state_dicts(self) -> dict[str, Any]:
+        """The networks', EMA's and optimisers' state, keyed as :class:`TrainState` names them."""
+        return {
+            "generator": unwrap_model(self.generator).state_dict(),
+            "discriminator": unwrap_model(self.discriminator).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer_generator": self.optimizer_generator.state_dict(),
+            "optimizer_discriminator": self.optimizer_discriminator.state_dict(),
+        }
+
+    def load_state_dicts(self, state: TrainState) -> None:
+        """Inverse of :meth:`state_dicts` (an older checkpoint without an EMA keeps the copy)."""
+        unwrap_model(self.generator).load_state_dict(state.generator)
+        unwrap_model(self.discriminator).load_state_dict(state.discriminator)
+        self.optimizer_generator.load_state_dict(state.optimizer_generator)
+        self.optimizer_discriminator.load_state_dict(state.optimizer_discriminator)
+        if self.ema is not None and state.ema is not None:
+            self.ema.load_state_dict(state.ema)
+
+    def grad_norms(self) -> dict[str, float]:
+        """L2 norms of both networks' gradients from their last update."""
+        return {
+            names.D_GRAD_NORM: grad_norm(self.discriminator),
+            names.G_GRAD_NORM: grad_norm(self.generator),
+        }
+
+
+def build_gan(
+    schema: DataSchema,
+    *,
+    model: ModelConfig,
+    optim: OptimConfig,
+    loss: LossConfig,
+    train: TrainConfig,
+    device: torch.device,
+) -> Gan:
+    """The networks for ``schema`` on ``device`` (weights from torch's current seed)."""
+    generator, discriminator = build_models(model, schema)
+    generator.to(device)
+    discriminator.to(device)
+    return Gan(
+        generator=generator,
+        discriminator=discriminator,
+        optimizer_generator=build_optimizer(generator.parameters(), optim.generator),
+        optimizer_discriminator=build_optimizer(discriminator.parameters(), optim.discriminator),
+        loss_pair=get_loss(loss.name),
+        autocast=autocast_for(train, device),
+        ema=ExponentialMovingAverage(model=generator, decay=model.ema_decay)
+        if model.use_ema
+        else None,
+    )
 
 
 @dataclass
@@ -49,63 +133,68 @@ class LossWindow:
 
 
 def discriminator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
+    gan: Gan,
     real_x: torch.Tensor,
     real_cond: torch.Tensor | None,
-    device: torch.device,
-    autocast: Any,
+    *,
+    loss: LossConfig,
+    model: ModelConfig,
+    train: TrainConfig,
 ) -> torch.Tensor:
     """One discriminator update on a real batch and as many fresh fakes; returns the loss."""
+    generator, discriminator, optimizer = (
+        gan.generator,
+        gan.discriminator,
+        gan.optimizer_discriminator,
+    )
+    loss_pair, autocast = gan.loss_pair, gan.autocast
     batch = len(real_x)
     # fakes carry the real batch's condition, so D compares like with like
     with torch.no_grad(), autocast:
-        z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
+        z = sample_latent(batch, model.latent_dim, model.latent_distribution, None, real_x.device)
         fake_x = generator(z, real_cond)
     optimizer.zero_grad(set_to_none=True)
     with autocast:
         real_scores = discriminator(real_x, real_cond).float()
         fake_scores = discriminator(fake_x.detach(), real_cond).float()
-    d_loss = loss.d_loss(real_scores, fake_scores)
-    if loss.uses_gradient_penalty:
-        d_loss = d_loss + cfg.loss.gp_lambda * gradient_penalty(
+    d_loss = loss_pair.d_loss(real_scores, fake_scores)
+    if loss_pair.uses_gradient_penalty:
+        d_loss = d_loss + loss.gp_lambda * gradient_penalty(
             unwrap_model(discriminator), real_x, fake_x.detach().to(real_x.dtype), real_cond
         )
     d_loss.backward()
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(discriminator.parameters(), cfg.train.max_grad_norm)
+    if train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(discriminator.parameters(), train.max_grad_norm)
     optimizer.step()
-    if loss.uses_weight_clipping:
-        clip_weights(discriminator, cfg.loss.clip_value)
+    if loss_pair.uses_weight_clipping:
+        clip_weights(discriminator, loss.clip_value)
     return d_loss.detach()
 
 
 def generator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss: LossPair,
-    cfg: TrialConfig,
-    data: PreparedData,
-    batch: int,
-    device: torch.device,
-    autocast: Any,
+    gan: Gan,
+    real_x: torch.Tensor,
+    real_cond: torch.Tensor | None,
     *,
-    real_x: torch.Tensor | None = None,
-    real_cond: torch.Tensor | None = None,
+    loss: LossConfig,
+    model: ModelConfig,
+    train: TrainConfig,
+    schema: DataSchema,
 ) -> torch.Tensor:
     """One generator update against the current discriminator; returns the loss.
 
-    With ``loss.reconstruction_weight`` the generator draws at the real batch's conditions
-    (``real_cond``) and also pays the weighted L1 distance to ``real_x`` (paired data).
+    Fakes are drawn at fresh conditions from ``schema``, as many as ``real_x`` has rows. With
+    ``loss.reconstruction_weight`` the generator draws at the real batch's conditions
+    (``real_cond``) instead and also pays the weighted L1 distance to ``real_x`` (paired data).
+    The EMA copy, if any, then moves toward the updated weights.
     """
+    generator, discriminator, optimizer = gan.generator, gan.discriminator, gan.optimizer_generator
+    loss_pair, autocast = gan.loss_pair, gan.autocast
+    batch, device = len(real_x), real_x.device
     optimizer.zero_grad(set_to_none=True)
-    z = sample_latent(batch, cfg.model.latent_dim, cfg.model.latent_distribution, None, device)
-    is_paired = cfg.loss.reconstruction_weight > 0 and real_x is not None
-    cond = real_cond if is_paired else sample_condition(data.schema, batch, None, device)
+    z = sample_latent(batch, model.latent_dim, model.latent_distribution, None, device)
+    is_paired = loss.reconstruction_weight > 0
+    cond = real_cond if is_paired else sample_condition(schema, batch, None, device)
     # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
     # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
     no_sync = (
@@ -118,30 +207,32 @@ def generator_step(
         with no_sync:
             with autocast:
                 fake_x = generator(z, cond)
-                g_loss = loss.g_loss(discriminator(fake_x, cond).float())
-                if is_paired and real_x is not None:
+                g_loss = loss_pair.g_loss(discriminator(fake_x, cond).float())
+                if is_paired:
                     distance = (fake_x.float() - real_x.float()).abs().mean()
-                    g_loss = g_loss + cfg.loss.reconstruction_weight * distance
+                    g_loss = g_loss + loss.reconstruction_weight * distance
             g_loss.backward()
     finally:
         discriminator.requires_grad_(True)
-    if cfg.train.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(generator.parameters(), cfg.train.max_grad_norm)
+    if train.max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(generator.parameters(), train.max_grad_norm)
     optimizer.step()
+    if gan.ema is not None:
+        gan.ema.update(generator)
     return g_loss.detach()
 
 
-def check_reconstruction(cfg: TrialConfig, data: PreparedData) -> None:
+def check_reconstruction(loss: LossConfig, schema: DataSchema) -> None:
     """Raise SpecError when ``loss.reconstruction_weight`` is set for data that is not paired.
 
     Only a continuous condition (one real sample per condition, e.g. FRF coordinates) pairs a
     generated sample with the real one it should match; against a class or no condition the
     L1 term would pull every sample toward the average of its class.
     """
-    condition = data.schema.condition
-    if cfg.loss.reconstruction_weight > 0 and (condition is None or condition.kind != "continuous"):
+    condition = schema.condition
+    if loss.reconstruction_weight > 0 and (condition is None or condition.kind != "continuous"):
         raise SpecError(
-            f"loss.reconstruction_weight: {cfg.loss.reconstruction_weight} needs paired data "
+            f"loss.reconstruction_weight: {loss.reconstruction_weight} needs paired data "
             "(a continuous condition such as FRF coordinates); set it to 0 for this data"
         )
 
@@ -164,9 +255,9 @@ def build_optimizer(
     return factories[config.name]()
 
 
-def autocast_for(cfg: TrialConfig, device: torch.device) -> Any:
+def autocast_for(train: TrainConfig, device: torch.device) -> Any:
     """bf16 autocast on GPU when asked for; a no-op context otherwise."""
-    if cfg.train.use_bf16 and device.type == "cuda":
+    if train.use_bf16 and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return nullcontext()
 

@@ -61,7 +61,7 @@ EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
 # `python -m gan_hpc.train --warm`: a spare trainer that imports torch and the rest, then runs
-# the one trial a launcher sends on its stdin (see gan_hpc.train.serve_warm)
+# the one trial a launcher sends on its stdin (see gan_hpc.train_cli.serve_warm)
 WARM_TRAINER_FLAG = "--warm"
 
 # Which of a trial's checkpoints: its best by the ranking rule (best.pt) or its newest.

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from gan_hpc.data.datasets import PreparedData
-from gan_hpc.models import sample_condition
+from gan_hpc.latents import sample_condition
 
 Sampler = Callable[[torch.Tensor | None, int], torch.Tensor]
 

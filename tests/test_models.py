@@ -19,19 +19,18 @@ from gan_hpc.config import (
     Norm,
 )
 from gan_hpc.data.types import ColumnBlock, ConditionSchema, DataSchema
+from gan_hpc.ema import ExponentialMovingAverage
 from gan_hpc.errors import SpecError
+from gan_hpc.latents import sample_condition, sample_latent
 from gan_hpc.losses import get_loss, gradient_penalty
 from gan_hpc.models import (
     DISCRIMINATORS,
     GENERATORS,
-    ExponentialMovingAverage,
     TabularHead,
     build_models,
     conv_depth,
     get_family,
     resolve_output_activation,
-    sample_condition,
-    sample_latent,
     unwrap_model,
 )
 

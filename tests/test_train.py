@@ -136,12 +136,12 @@ def test_non_finite_loss_ends_the_trial_as_diverged(
     real_step = train_module.generator_step
     calls = {"n": 0}
 
-    def poisoned_step(generator, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def poisoned_step(gan, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 8:  # blow the weights up after step 7, as an exploding update would
             with torch.no_grad():
-                next(generator.parameters()).fill_(float("inf"))
-        return real_step(generator, *args, **kwargs)
+                next(gan.generator.parameters()).fill_(float("inf"))
+        return real_step(gan, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "generator_step", poisoned_step)
     result = train_trial(trial_config, tmp_path)
@@ -156,6 +156,51 @@ def test_non_finite_loss_ends_the_trial_as_diverged(
     assert all(
         torch.isfinite(v).all() for v in loaded.state["generator"].values() if v.is_floating_point()
     )
+
+
+class _RecordingScorer:
+    """A scorer that records what the trainer asks it and returns fixed figures."""
+
+    def __init__(self) -> None:
+        self.evaluations: list[int] = []
+        self.ends: list[dict] = []
+
+    def at_evaluation(self, generator, data, config, device):  # type: ignore[no-untyped-def]
+        self.evaluations.append(len(self.evaluations))
+        return {"quality/log_spectral_error": 1.0 + len(self.evaluations)}
+
+    def at_end(self, trial_path, records, data, config, device):  # type: ignore[no-untyped-def]
+        self.ends.append(dict(records))
+        return {
+            which: {**record, "metrics": {**record["metrics"], "quality/marker": 7.0}}
+            for which, record in records.items()
+        }
+
+
+def test_the_scorer_is_passed_in_and_asked_on_schedule(
+    tmp_path: Path, trial_config: TrialConfig
+) -> None:
+    config = dataclasses.replace(
+        trial_config,
+        convergence=dataclasses.replace(
+            trial_config.convergence,
+            use_quality_at_evaluations=True,
+            checkpoint_score="quality/log_spectral_error",
+        ),
+    )
+    scorer = _RecordingScorer()
+    paused = train_trial(config, tmp_path, scorer=scorer, stop_after_step=10)
+    assert paused.state == "paused" and scorer.ends == []  # a paused trial is not scored yet
+    result = train_trial(config, tmp_path, scorer=scorer)
+
+    assert len(scorer.evaluations) == 4  # steps 5, 10, 15, 20
+    assert len(scorer.ends) == 1 and scorer.ends[0]["last"]["step"] == 20
+    records = TrialDir(tmp_path).read_metrics()
+    assert [r["quality/log_spectral_error"] for r in records] == [2.0, 3.0, 4.0, 5.0]
+    assert result.last is not None and result.last["metrics"]["quality/marker"] == 7.0
+    saved = json.loads(TrialDir(tmp_path).result_path.read_text())
+    assert saved["best"]["metrics"]["quality/marker"] == 7.0
+    assert saved["last"]["metrics"]["quality/marker"] == 7.0
 
 
 def _write_config(path: Path, config: TrialConfig) -> Path:
