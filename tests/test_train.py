@@ -197,7 +197,7 @@ def test_the_scorer_is_passed_in_and_asked_on_schedule(
     assert len(scorer.ends) == 1 and scorer.ends[0]["last"]["step"] == 20
     records = TrialDir(tmp_path).read_metrics()
     assert [r["quality/log_spectral_error"] for r in records] == [2.0, 3.0, 4.0, 5.0]
-    assert result.last is not None and result.last["metrics"]["quality/marker"] == 7.0
+    assert result.last is not None and result.last.metrics["quality/marker"] == 7.0
     saved = json.loads(TrialDir(tmp_path).result_path.read_text())
     assert saved["best"]["metrics"]["quality/marker"] == 7.0
     assert saved["last"]["metrics"]["quality/marker"] == 7.0

@@ -10,7 +10,7 @@ from torch import nn
 from gan_hpc import convergence as names
 from gan_hpc.checkpoint import TrainState, load_checkpoint
 from gan_hpc.config import TrialConfig
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial_dir import TrialDir, TrialResult
 from gan_hpc.trial_writer import TrialWriter
 
 
@@ -46,7 +46,8 @@ def _run_writer(trial: TrialDir, config: TrialConfig, *, is_main: bool) -> list[
                 generator=nn.Linear(2, 2),
                 device=torch.device("cpu"),
             )
-        writer.finish(state="finished", step=10, flags=[], result={"state": "finished"})
+        result = TrialResult(state="finished", step=10, wall_time_s=2.0)
+        writer.finish(state="finished", step=10, flags=[], result=result)
     return reports
 
 
