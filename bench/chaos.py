@@ -37,9 +37,9 @@ import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from gan_hpc.launch import read_launch
-from gan_hpc.local_launch import trainer_pids
-from gan_hpc.slurm_launch import parse_comment, sweep_key
+from gan_hpc.launchers.base import read_launch
+from gan_hpc.launchers.local import trainer_pids
+from gan_hpc.launchers.slurm import parse_comment, sweep_key
 from gan_hpc.trial_dir import TrialDir
 
 ENDED_OK = {"finished", "stopped"}

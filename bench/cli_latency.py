@@ -4,7 +4,7 @@ Builds a sweep directory of N ended trials with gan_hpc's own writers (spec.yaml
 params.json, metrics.jsonl, status.json, result.json), then times each command in a fresh
 process, min and median of R runs, against two baselines measured in the same run: a bare
 interpreter (``python -c pass``) and ``import torch`` (what every command paid before). Then the
-peak RSS of a fresh interpreter importing the watcher module, ``gan_hpc.tune``, ``ray.tune``
+peak RSS of a fresh interpreter importing the watcher module, ``gan_hpc.sweep.tune``, ``ray.tune``
 alone, and torch.
 
     python bench/cli_latency.py [--trials 100] [--runs 5]
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from gan_hpc import convergence as names
 from gan_hpc.files import append_jsonl, atomic_write_json
-from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
+from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
+from gan_hpc.sweep.watcher import PARAMS_FILE
 from gan_hpc.trial_dir import CheckpointRecord, TrialDir, TrialResult, numeric_metrics
-from gan_hpc.watcher import PARAMS_FILE
 
 NUM_EVALUATIONS = 10
 STEPS = 1000
@@ -159,7 +159,7 @@ def main() -> None:
             f"{median / bare:>8.1f}{median / torch_import:>9.2f}"
         )
     print(f"\n{'fresh import':<24}{'s':>7}{'peak RSS MiB':>14}  heavy modules loaded")
-    for module in ("gan_hpc.watcher", "gan_hpc.tune", "ray.tune", "torch"):
+    for module in ("gan_hpc.sweep.watcher", "gan_hpc.sweep.tune", "ray.tune", "torch"):
         seconds, rss, heavy = peak_import(module)
         print(f"{module:<24}{seconds:>7.2f}{rss:>14.0f}  {heavy}")
 

@@ -53,9 +53,9 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from torch import nn
 
 from gan_hpc import load_generator
+from gan_hpc.bundle.scoring import real_tables
 from gan_hpc.config import load_trial_config
 from gan_hpc.data.datasets import load_dataset
-from gan_hpc.scoring import real_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {  # spec, target column, positive class
@@ -347,7 +347,7 @@ def single_trials(
     positive: str,
 ) -> list[dict]:
     """One trial of the spec's base recipe per training seed (``gan-hpc train``), scored."""
-    from gan_hpc.export import export_trial
+    from gan_hpc.sweep.export import export_trial
 
     rows = []
     for seed in seeds:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from gan_hpc.train import train_trial
+from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 
 

@@ -24,9 +24,9 @@ import torch
 from gan_hpc.config import TrialConfig
 from gan_hpc.data.datasets import load_dataset
 from gan_hpc.dist_env import free_port
-from gan_hpc.losses import get_loss
-from gan_hpc.models import build_models
-from gan_hpc.train import train_trial
+from gan_hpc.trial.losses import get_loss
+from gan_hpc.trial.models import build_models
+from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 
 
@@ -129,7 +129,7 @@ def trainer_single(config: TrialConfig) -> float:
 
 
 def trainer_ddp(config: TrialConfig, world_size: int) -> float:
-    """``python -m gan_hpc.train`` as ``world_size`` gloo ranks: global samples/s."""
+    """``python -m gan_hpc.trial.train`` as ``world_size`` gloo ranks: global samples/s."""
     with tempfile.TemporaryDirectory() as tmp:
         trial = TrialDir(tmp)
         trial.write_config(config)
@@ -146,7 +146,7 @@ def trainer_ddp(config: TrialConfig, world_size: int) -> float:
                 "OMP_NUM_THREADS": "1",
             }
             processes.append(
-                subprocess.Popen([sys.executable, "-m", "gan_hpc.train", tmp], env=env)
+                subprocess.Popen([sys.executable, "-m", "gan_hpc.trial.train", tmp], env=env)
             )
         for process in processes:
             if process.wait() != 0:

@@ -15,7 +15,7 @@ from gan_hpc.errors import (
 )
 
 if TYPE_CHECKING:
-    from gan_hpc.bundle import SampleGenerator, load_generator
+    from gan_hpc.bundle.load import SampleGenerator, load_generator
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Load the bundle API on first use: it imports torch, which ``import gan_hpc`` avoids."""
     if name in ("SampleGenerator", "load_generator"):
-        from gan_hpc import bundle
+        from gan_hpc.bundle import load as bundle
 
         return getattr(bundle, name)
     raise AttributeError(f"module 'gan_hpc' has no attribute {name!r}")

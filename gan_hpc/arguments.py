@@ -17,9 +17,9 @@ DEFAULT_NUM_SAMPLES = 1000
 
 
 def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Arguments of ``gan-hpc train`` and ``python -m gan_hpc.train``."""
+    """Arguments of ``gan-hpc train`` and ``python -m gan_hpc.trial.train``."""
     parser = parser or argparse.ArgumentParser(
-        prog="python -m gan_hpc.train",
+        prog="python -m gan_hpc.trial.train",
         description="Train one GAN trial (DDP-aware; torchrun works).",
     )
     parser.add_argument(

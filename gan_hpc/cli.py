@@ -20,15 +20,15 @@ from gan_hpc.arguments import add_export_arguments, add_sample_arguments, build_
 from gan_hpc.config import DataConfig, DataFormat
 from gan_hpc.config_validation import add_override_argument, apply_overrides, config_from_dict
 from gan_hpc.errors import GanHpcError, SweepError
-from gan_hpc.launcher_registry import launcher_names
-from gan_hpc.sweep_dir import (
+from gan_hpc.launchers.registry import launcher_names
+from gan_hpc.sweep.directory import (
     LEADERBOARD_FORMATS,
     SPEC_FILE,
     TRIALS_DIR,
     check_new_sweep_dir,
     find_sweep_dir,
 )
-from gan_hpc.sweep_spec import SweepSpec, load_sweep_spec, smoke_overrides
+from gan_hpc.sweep.spec import SweepSpec, load_sweep_spec, smoke_overrides
 from gan_hpc.trial_dir import CHECKPOINT_KINDS
 
 if TYPE_CHECKING:
@@ -150,8 +150,8 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
             "pass --resume to continue it or pick another --out"
         )
     from gan_hpc.safety import check_sweep_dir_safe
-    from gan_hpc.spec_change import accept_spec_change, parse_allowed
-    from gan_hpc.tune import DRIVER_LOCK_FILE
+    from gan_hpc.sweep.spec_change import accept_spec_change, parse_allowed
+    from gan_hpc.sweep.tune import DRIVER_LOCK_FILE
 
     if args.resume:  # a resumed sweep unpickles state (Ray's, submitit's) from the directory
         check_sweep_dir_safe(sweep_dir)
@@ -161,7 +161,7 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from gan_hpc.tune import has_tune_state  # Ray and Optuna load only here
+    from gan_hpc.sweep.tune import has_tune_state  # Ray and Optuna load only here
 
     launcher = [f"launcher={args.launcher}"] if args.launcher else []
     spec, sweep_dir = _load_sweep(args, [*args.overrides, *launcher])
@@ -182,8 +182,8 @@ def _add_submit_only_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from gan_hpc.launcher_registry import driver_launcher_name, get_launcher, launch_spec_for
-    from gan_hpc.tune import prepare_sweep_dir
+    from gan_hpc.launchers.registry import driver_launcher_name, get_launcher, launch_spec_for
+    from gan_hpc.sweep.tune import prepare_sweep_dir
 
     if args.launcher:
         name = driver_launcher_name(args.launcher, is_explicit=True)
@@ -199,7 +199,7 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 def _submit_driver(spec: SweepSpec, sweep_dir: Path) -> None:
     """Submit the driver job of the sweep stored in ``sweep_dir``; print where to look."""
-    from gan_hpc.launcher_registry import get_launcher, launch_spec_for
+    from gan_hpc.launchers.registry import get_launcher, launch_spec_for
 
     launch_spec = launch_spec_for(spec)
     job_id = get_launcher(spec.launcher).submit_driver(
@@ -258,11 +258,11 @@ def _add_extend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_extend(args: argparse.Namespace) -> int:
-    from gan_hpc.extend import extend_spec, read_extendable
-    from gan_hpc.launcher_registry import driver_launcher_name, get_launcher, launch_spec_for
+    from gan_hpc.launchers.registry import driver_launcher_name, get_launcher, launch_spec_for
     from gan_hpc.safety import check_sweep_dir_safe
-    from gan_hpc.spec_change import parse_allowed
-    from gan_hpc.tune import DRIVER_LOCK_FILE
+    from gan_hpc.sweep.extend import extend_spec, read_extendable
+    from gan_hpc.sweep.spec_change import parse_allowed
+    from gan_hpc.sweep.tune import DRIVER_LOCK_FILE
 
     sweep_dir = args.sweep_dir.resolve()
     read_extendable(sweep_dir, args.num_samples)
@@ -321,7 +321,7 @@ def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = N
     """The leaderboard as a table that fits the terminal (120 characters when not a TTY)."""
     import shutil
 
-    from gan_hpc.leaderboard import format_table, select_columns
+    from gan_hpc.sweep.leaderboard import format_table, select_columns
 
     names = getattr(args, "columns", None)
     if getattr(args, "all", False):
@@ -332,9 +332,9 @@ def _format_table(leaderboard: pd.DataFrame, args: argparse.Namespace | None = N
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from gan_hpc.leaderboard import format_leaderboard
-    from gan_hpc.rank import ranking_rule, sweep_leaderboard
-    from gan_hpc.sweep_dir import read_spec
+    from gan_hpc.sweep.directory import read_spec
+    from gan_hpc.sweep.leaderboard import format_leaderboard
+    from gan_hpc.sweep.rank import ranking_rule, sweep_leaderboard
 
     if not args.sweep_dir.is_dir():
         raise SweepError(f"{args.sweep_dir}: not a directory")
@@ -367,11 +367,11 @@ def _add_confirm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_confirm(args: argparse.Namespace) -> int:
-    from gan_hpc.confirm import confirm_sweep, format_confirmations
-    from gan_hpc.leaderboard import format_leaderboard, write_leaderboard
-    from gan_hpc.rank import sweep_leaderboard
     from gan_hpc.safety import check_sweep_dir_safe
-    from gan_hpc.sweep_dir import read_spec
+    from gan_hpc.sweep.confirm import confirm_sweep, format_confirmations
+    from gan_hpc.sweep.directory import read_spec
+    from gan_hpc.sweep.leaderboard import format_leaderboard, write_leaderboard
+    from gan_hpc.sweep.rank import sweep_leaderboard
 
     check_sweep_dir_safe(args.sweep_dir)  # the launchers unpickle submitit's result files
     summaries = confirm_sweep(
@@ -414,7 +414,7 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     import time
 
-    from gan_hpc.report import write_report
+    from gan_hpc.sweep.report import write_report
 
     started = time.perf_counter()
     path, report = write_report(
@@ -432,19 +432,19 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from gan_hpc.train_cli import run_from_args
+    from gan_hpc.trial.cli import run_from_args
 
     return run_from_args(args)
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from gan_hpc.export import run_export
+    from gan_hpc.sweep.export import run_export
 
     return run_export(args)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from gan_hpc.sampling import run_sample
+    from gan_hpc.bundle.sampling import run_sample
 
     return run_sample(args)
 
@@ -457,7 +457,7 @@ def _drive(spec: SweepSpec, sweep_dir: Path, *, restore: bool) -> pd.DataFrame:
     import optuna
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from gan_hpc.tune import run_sweep
+    from gan_hpc.sweep.tune import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per told trial drowns the view
     use_bar = sys.stderr.isatty()
@@ -476,7 +476,7 @@ def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) 
     """Print the leaderboard and the next commands; 1 when no trial trained a single step."""
     import pandas as pd
 
-    from gan_hpc.rank import ranking_rule
+    from gan_hpc.sweep.rank import ranking_rule
 
     trials = leaderboard[leaderboard["state"] != "baseline"]
     steps = pd.to_numeric(trials.get("step"), errors="coerce") if len(trials) else None

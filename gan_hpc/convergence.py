@@ -4,7 +4,7 @@ Metric names are constants here so that metrics.jsonl, TensorBoard, Ray results,
 exports use the same strings, with the direction that is better in :data:`CONVERGENCE_MODES`
 (held-out quality metrics: :mod:`gan_hpc.quality_names`; both: :func:`better_mode`). This module
 imports no torch: the watchers, the spec validator and ``gan-hpc sweep status`` read these names,
-and :mod:`gan_hpc.evaluation` computes the metrics.
+and :mod:`gan_hpc.trial.evaluation` computes the metrics.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The launchers (local subprocesses, SLURM tasks, torchrun) all hand a rank the same contract:
 RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT. Inside an ``srun``/sbatch step with
 several tasks, SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID stand in for the first three.
-No torch here: the launchers and watchers read this too (:mod:`gan_hpc.distributed` has the rest).
+No torch here: the launchers and watchers read this too
+(:mod:`gan_hpc.trial.distributed` has the rest).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Where a trial directory sits: <sweep>/trials/<trial_id>/, beside <sweep>/spec.yaml. Defined
 # here so the trainer (hparams reads its sweep's search keys) needs no sweep-level module;
-# gan_hpc.sweep_dir owns the rest of the sweep's layout.
+# gan_hpc.sweep.directory owns the rest of the sweep's layout.
 SPEC_FILE = "spec.yaml"
 TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
@@ -55,20 +55,20 @@ LOGS_DIR = "logs"
 # result.json: a best/last record's held-out quality entry (sample sizes, notes, seconds)
 QUALITY_KEY = "quality"
 
-# Exit statuses of `python -m gan_hpc.train`; the launcher reads status.json for the details.
+# Exit statuses of `python -m gan_hpc.trial.train`; the launcher reads status.json for the details.
 EXIT_OK = 0  # finished, diverged or halted (status.json says which)
 EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
-# `python -m gan_hpc.train --warm`: a spare trainer that imports torch and the rest, then runs
-# the one trial a launcher sends on its stdin (see gan_hpc.train_cli.serve_warm)
+# `python -m gan_hpc.trial.train --warm`: a spare trainer that imports torch and the rest, then runs
+# the one trial a launcher sends on its stdin (see gan_hpc.trial.cli.serve_warm)
 WARM_TRAINER_FLAG = "--warm"
 
 # Which of a trial's checkpoints: its best by the ranking rule (best.pt) or its newest.
 CheckpointKind = Literal["best", "last"]
 CHECKPOINT_KINDS: tuple[CheckpointKind, ...] = ("best", "last")
 
-# halted: a guard stopped the trial (see gan_hpc.guards); stopped: the scheduler did;
+# halted: a guard stopped the trial (see gan_hpc.trial.guards); stopped: the scheduler did;
 # cancelled: someone outside the sweep cancelled its job (scancel); never run again
 TrialState = Literal[
     "pending",

@@ -8,7 +8,9 @@ of the cycle check.
 
     python scripts/import_graph.py [--check] [--root gan_hpc]
 
-``--check`` exits 1 when modules import each other in a cycle at module level.
+``--check`` exits 1 when modules import each other in a cycle at module level, or, for
+gan_hpc itself, when an import (eager or lazy) goes against the layers of ARCHITECTURE.md
+(:data:`LAYERS`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "pandas")
+
+# gan_hpc's layers (ARCHITECTURE.md): what each package may import. "core" is every top-level
+# module but the entry points; the entry points (the CLI, the package's own __init__) may
+# import anything.
+LAYERS: dict[str, frozenset[str]] = {
+    "core": frozenset({"core"}),
+    "data": frozenset({"core", "data"}),
+    "quality": frozenset({"core", "data", "quality"}),
+    "trial": frozenset({"core", "data", "quality", "trial"}),
+    "bundle": frozenset({"core", "data", "quality", "trial", "bundle"}),
+    "launchers": frozenset({"core", "launchers"}),
+    "sweep": frozenset({"core", "data", "quality", "trial", "bundle", "launchers", "sweep"}),
+}
+ENTRY_POINTS = frozenset({"gan_hpc", "gan_hpc.cli", "gan_hpc.__main__"})
+# imports against the layers, each made inside a function: a trial's default scorer loads the
+# held-out scoring of bundle/ when the trial ends, and a warm trainer loads it ahead of time
+LAYER_EXCEPTIONS = frozenset(
+    {
+        ("gan_hpc.trial.scorer", "gan_hpc.bundle.scoring"),
+        ("gan_hpc.trial.cli", "gan_hpc.bundle.scoring"),
+    }
+)
 
 
 @dataclass
@@ -117,6 +141,28 @@ def unit_of(module: str, root_name: str) -> str:
     return parts[1] if len(parts) > 1 else root_name
 
 
+def layer_of(module: str) -> str:
+    """``gan_hpc.trial.train`` -> ``trial``; a top-level module (``gan_hpc.files``) -> core."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else "core"
+
+
+def layer_violations(imports: dict[str, ModuleImports]) -> list[str]:
+    """Every import of gan_hpc that goes against :data:`LAYERS`, as ``a -> b (layer -> layer)``."""
+    found = []
+    for module, deps in sorted(imports.items()):
+        if module in ENTRY_POINTS:
+            continue
+        allowed = LAYERS[layer_of(module)]
+        for target in sorted(deps.eager | deps.lazy):
+            if layer_of(target) not in allowed and (module, target) not in LAYER_EXCEPTIONS:
+                kind = "" if target in deps.eager else ", lazy"
+                found.append(
+                    f"{module} -> {target} ({layer_of(module)} -> {layer_of(target)}{kind})"
+                )
+    return found
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan's algorithm)."""
     index: dict[str, int] = {}
@@ -173,7 +219,7 @@ def heavy_at_import(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the graph; with ``--check``, exit 1 on a module-level cycle."""
+    """Print the graph; with ``--check``, exit 1 on a module-level cycle or a layer broken."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--root", type=Path, default=Path(__file__).resolve().parents[1] / "gan_hpc"
@@ -208,12 +254,18 @@ def main(argv: list[str] | None = None) -> int:
         name: deps | {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
         for name, deps in graph.items()
     }
+    violations = layer_violations(imports) if root.name == "gan_hpc" else []
+    if root.name == "gan_hpc":
+        print(f"\nimports against the layers of ARCHITECTURE.md: {len(violations)}")
+        for line in violations:
+            print(f"  {line}")
+
     heavy = heavy_at_import(with_parents, imports)
     light = [m for m, libs in heavy.items() if not libs]
     print(f"\nmodules importing none of {', '.join(HEAVY)}: {len(light)} of {len(heavy)}")
     for module in light:
         print(f"  {module}")
-    return 1 if args.check and found_cycles else 0
+    return 1 if args.check and (found_cycles or violations) else 0
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 import torch
 
-from gan_hpc.checkpoint import (
+from gan_hpc.dist_env import DistEnv, free_port
+from gan_hpc.errors import CheckpointError
+from gan_hpc.trial.checkpoint import (
     TrainState,
     load_checkpoint,
     load_resume_checkpoint,
     save_checkpoint,
     step_checkpoint_name,
 )
-from gan_hpc.dist_env import DistEnv, free_port
-from gan_hpc.distributed import process_group
-from gan_hpc.errors import CheckpointError
+from gan_hpc.trial.distributed import process_group
 
 # each case: the step checkpoints rank 0 and rank 1 see ("bad" = truncated), what both load
 CASES: dict[str, tuple[dict[int, str], dict[int, str], int | str | None]] = {

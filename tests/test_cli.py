@@ -127,7 +127,7 @@ def test_a_sweep_in_which_no_trial_trained_exits_1(
     import pandas as pd
 
     from gan_hpc.cli import _print_summary
-    from gan_hpc.sweep_spec import load_sweep_spec
+    from gan_hpc.sweep.spec import load_sweep_spec
 
     spec = load_sweep_spec(REPO / "sweeps" / "quickstart.yaml")
     failed = pd.DataFrame(

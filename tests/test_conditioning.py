@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from gan_hpc.bundle import SampleGenerator
-from gan_hpc.checkpoint import generator_weights, load_checkpoint
+from gan_hpc.bundle.load import SampleGenerator
 from gan_hpc.config import TrialConfig
 from gan_hpc.data.datasets import PreparedData, load_dataset
-from gan_hpc.latents import sample_latent
-from gan_hpc.models import _InputCondition, build_models
-from gan_hpc.train import train_trial
+from gan_hpc.trial.checkpoint import generator_weights, load_checkpoint
+from gan_hpc.trial.latents import sample_latent
+from gan_hpc.trial.models import _InputCondition, build_models
+from gan_hpc.trial.train import train_trial
 
 pytestmark = pytest.mark.slow  # four toy trials: about 25 s on one core
 

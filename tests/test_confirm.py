@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from gan_hpc.config import ConvergenceConfig, TrainConfig, TrialConfig
-from gan_hpc.confirm import (
+from gan_hpc.convergence import D_ACC_BALANCED, D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE
+from gan_hpc.errors import SweepError
+from gan_hpc.files import atomic_write_json
+from gan_hpc.sweep.confirm import (
     CONFIRM_DIR,
     ConfirmRun,
     _summary,
@@ -20,12 +23,9 @@ from gan_hpc.confirm import (
     plan_runs,
     summarise,
 )
-from gan_hpc.convergence import D_ACC_BALANCED, D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE
-from gan_hpc.errors import SweepError
-from gan_hpc.files import atomic_write_json
-from gan_hpc.rank import rank_trials
-from gan_hpc.sweep_dir import TRIALS_DIR, collect_trials
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
+from gan_hpc.sweep.directory import TRIALS_DIR, collect_trials
+from gan_hpc.sweep.rank import rank_trials
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
 from gan_hpc.trial_dir import CheckpointRecord, TrialDir
 
 RANKING = ConvergenceConfig(d_acc_min=0.8, fooling_rate_min=0.4, score=D_LOSS_GAP)

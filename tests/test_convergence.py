@@ -12,7 +12,7 @@ from gan_hpc import convergence
 from gan_hpc.convergence import CONVERGENCE_MODES, better_mode
 from gan_hpc.errors import SpecError
 from gan_hpc.quality_names import METRIC_MODES, TAB_COLUMN_PREFIX
-from gan_hpc.sweep_spec import sweep_spec_from_dict
+from gan_hpc.sweep.spec import sweep_spec_from_dict
 
 METRIC_CONSTANTS = {
     value for name, value in vars(convergence).items() if name.isupper() and isinstance(value, str)
@@ -71,7 +71,9 @@ def test_undirected_metrics_rank_either_way() -> None:
 
 def test_the_vocabulary_and_the_records_import_without_torch_or_pandas() -> None:
     """What the CLI, the validator and the watchers read: names, directions, trial records."""
-    modules = "gan_hpc.convergence, gan_hpc.quality_names, gan_hpc.trial_dir, gan_hpc.sweep_dir"
+    modules = (
+        "gan_hpc.convergence, gan_hpc.quality_names, gan_hpc.trial_dir, gan_hpc.sweep.directory"
+    )
     code = (
         f"import sys, {modules}; "
         "print(sorted(m for m in ('torch', 'pandas', 'ray', 'optuna') if m in sys.modules))"

@@ -10,7 +10,7 @@ parser (the subcommand and every flag it names exist), then checked by what it d
   ``--help`` run and its arguments parsed;
 - commands that train run at toy size on the test's own data: ``train`` with a few steps
   (``TOY_TRAIN``) each time, ``sweep confirm``, ``sweep resume`` and ``torchrun`` the first
-  time they appear; ``python -m gan_hpc.train`` (what ``gan-hpc train`` runs) is parsed. The
+  time they appear; ``python -m gan_hpc.trial.train`` (what ``gan-hpc train`` runs) is parsed. The
   data: the quick-start sweep, run with ``--smoke`` from the Makefile's recipe, and small
   tabular and image sweeps trained here (``STAND_INS``, ``BUNDLE_STAND_INS``);
 - ``sweep run`` and ``sweep submit`` need the user's data, a site's partition or hours, so
@@ -47,16 +47,16 @@ import pytest
 from gan_hpc import cli
 from gan_hpc.arguments import build_train_parser
 from gan_hpc.dist_env import free_port
-from gan_hpc.export import export_sweep
-from gan_hpc.sweep_dir import SPEC_FILE, TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import (
+from gan_hpc.sweep.directory import SPEC_FILE, TRIALS_DIR, write_spec
+from gan_hpc.sweep.export import export_sweep
+from gan_hpc.sweep.spec import (
     SMOKE_QUALITY_CAPS,
     load_sweep_spec,
     smoke_overrides,
     sweep_spec_from_dict,
     trial_config_for,
 )
-from gan_hpc.train import train_trial
+from gan_hpc.trial.train import train_trial
 
 REPO = Path(__file__).resolve().parents[1]
 MARKDOWN_FILES = ("README.md", "slurm/README.md")
@@ -438,7 +438,7 @@ def check_command(command: DocCommand, workspace: Workspace) -> None:
         return None
     if words[0] == "torchrun":
         return check_torchrun(words, workspace)
-    if words[:3] == ["python", "-m", "gan_hpc.train"]:
+    if words[:3] == ["python", "-m", "gan_hpc.trial.train"]:
         build_train_parser().parse_args(expand(words[3:], workspace))
         return None
     if words[:3] == ["python", "-m", "gan_hpc"]:
@@ -513,7 +513,9 @@ def check_torchrun(words: list[str], workspace: Workspace) -> None:
     from torch.distributed.run import get_args_parser
 
     torchrun = get_args_parser().parse_args(words[1:])
-    assert torchrun.module and torchrun.training_script == "gan_hpc.train", "not gan_hpc.train"
+    assert torchrun.module and torchrun.training_script == "gan_hpc.trial.train", (
+        "not gan_hpc.trial.train"
+    )
     argv = expand(torchrun.training_script_args, workspace)
     build_train_parser().parse_args(argv)
     if ("torchrun",) in workspace.done_once:

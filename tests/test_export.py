@@ -21,7 +21,7 @@ import torch
 from matplotlib.image import imread
 
 from gan_hpc import cli
-from gan_hpc.bundle import (
+from gan_hpc.bundle.load import (
     BUNDLE_FORMAT_VERSION,
     CONFIG_FILE,
     METRICS_FILE,
@@ -32,17 +32,17 @@ from gan_hpc.bundle import (
     SignalSamples,
     load_generator,
 )
-from gan_hpc.checkpoint import load_checkpoint
+from gan_hpc.bundle.sampling import arff_text, write_samples
 from gan_hpc.config import DataConfig
 from gan_hpc.data.readers import read_data
 from gan_hpc.data.transform import TabularTransform
 from gan_hpc.data.types import ColumnInfo, Table
 from gan_hpc.errors import CheckpointError, DataError, SpecError, SweepError
-from gan_hpc.export import export_sweep, export_trial
-from gan_hpc.sampling import arff_text, write_samples
-from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import sweep_spec_from_dict, trial_config_for
-from gan_hpc.train import train_trial
+from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
+from gan_hpc.sweep.export import export_sweep, export_trial
+from gan_hpc.sweep.spec import sweep_spec_from_dict, trial_config_for
+from gan_hpc.trial.checkpoint import load_checkpoint
+from gan_hpc.trial.train import train_trial
 
 NUM_ROWS = 200
 BUNDLE_FILES = {
@@ -307,7 +307,7 @@ def test_model_card_without_real_data(
     def unreachable(config: DataConfig) -> None:
         raise DataError(f"{config.path}: file not found")
 
-    monkeypatch.setattr("gan_hpc.model_card.load_dataset", unreachable)
+    monkeypatch.setattr("gan_hpc.bundle.model_card.load_dataset", unreachable)
     for kind in ("tabular", "signal", "image"):
         trial = next((sweeps[kind] / TRIALS_DIR).iterdir())
         bundle = export_trial(trial, tmp_path / kind)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gan_hpc.bundle import METRICS_FILE, load_generator
+from gan_hpc.bundle.load import METRICS_FILE, load_generator
 from gan_hpc.cli import main
-from gan_hpc.export import is_trial_dir
+from gan_hpc.sweep.export import is_trial_dir
 from tests.test_export import TINY_MODEL, write_people
 
 

@@ -9,10 +9,10 @@ import yaml
 
 from gan_hpc.cli import main
 from gan_hpc.errors import SweepError
-from gan_hpc.extend import extend_spec
 from gan_hpc.locks import DriverLock
-from gan_hpc.sweep_dir import SPEC_FILE, check_new_sweep_dir, find_sweep_dir, write_spec
-from gan_hpc.sweep_spec import load_sweep_spec
+from gan_hpc.sweep.directory import SPEC_FILE, check_new_sweep_dir, find_sweep_dir, write_spec
+from gan_hpc.sweep.extend import extend_spec
+from gan_hpc.sweep.spec import load_sweep_spec
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "sweeps" / "quickstart.yaml"

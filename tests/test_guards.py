@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 
 from gan_hpc import convergence as names
-from gan_hpc.checkpoint import list_step_checkpoints, load_checkpoint
 from gan_hpc.config import ConvergenceConfig, GuardAction, GuardConfig, TrialConfig
 from gan_hpc.errors import SpecError
 from gan_hpc.files import atomic_write_json
-from gan_hpc.guards import (
+from gan_hpc.sweep.directory import TRIALS_DIR, collect_trials
+from gan_hpc.sweep.rank import rank_trials
+from gan_hpc.trial.checkpoint import list_step_checkpoints, load_checkpoint
+from gan_hpc.trial.guards import (
     D_LOSS_COLLAPSE,
     EXPLODING_GRADIENTS,
     MODE_COLLAPSE,
     SYMPTOMS,
     GuardState,
 )
-from gan_hpc.rank import rank_trials
-from gan_hpc.sweep_dir import TRIALS_DIR, collect_trials
-from gan_hpc.train import train_trial
+from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 from tests.helpers import small_frf_config
 

@@ -9,10 +9,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-from gan_hpc.hparams import HPARAMS_RUN, MAIN_KNOBS, searched_space, write_trial_hparams
-from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import sweep_spec_from_dict, trial_config_for
-from gan_hpc.train import train_trial
+from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
+from gan_hpc.sweep.spec import sweep_spec_from_dict, trial_config_for
+from gan_hpc.trial.hparams import HPARAMS_RUN, MAIN_KNOBS, searched_space, write_trial_hparams
+from gan_hpc.trial.train import train_trial
 from tests.test_export import TINY_MODEL, write_people
 
 

@@ -1,4 +1,4 @@
-"""scripts/import_graph.py: the package has no import cycle, and the script would see one."""
+"""scripts/import_graph.py: no import cycle and no broken layer, and the script would see them."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ def test_a_cycle_and_a_heavy_import_are_found(import_graph, tmp_path, capsys):
     light = out.split("modules importing none of")[1]
     assert "toy.c" in light and "toy.a" not in light  # a imports b, which imports torch
     assert "[lazy: a]" in out
+
+
+def test_gan_hpc_keeps_its_layers_and_the_check_sees_a_broken_one(import_graph, capsys):
+    assert import_graph.main(["--check"]) == 0
+    assert "imports against the layers of ARCHITECTURE.md: 0" in capsys.readouterr().out
+    launcher = import_graph.ModuleImports(eager={"gan_hpc.trial.train"})
+    sweep = import_graph.ModuleImports(lazy={"gan_hpc.launchers.slurm"})
+    broken = import_graph.layer_violations(
+        {"gan_hpc.launchers.slurm": launcher, "gan_hpc.sweep.tune": sweep}
+    )
+    assert broken == ["gan_hpc.launchers.slurm -> gan_hpc.trial.train (launchers -> trial)"]

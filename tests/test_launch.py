@@ -14,13 +14,13 @@ import pytest
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import SAMPLES_PER_S
-from gan_hpc.launch import LAUNCH_FILE, LaunchSpec, read_launch, update_launch
-from gan_hpc.launcher_registry import get_launcher
-from gan_hpc.local_launch import stop_leftover_trainers, trainer_pids
+from gan_hpc.launchers.base import LAUNCH_FILE, LaunchSpec, read_launch, update_launch
+from gan_hpc.launchers.local import stop_leftover_trainers, trainer_pids
+from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.trial_dir import TrialDir
 from tests.helpers import small_frf_config
 
-# `python -m gan_hpc.train TRIAL_DIR` finds this module first (the working directory leads
+# `python -m gan_hpc.trial.train TRIAL_DIR` finds this module first (the working directory leads
 # sys.path): it notes the launch record it saw at start, then sleeps like a long trial.
 STAND_IN = """
 import json, sys, time
@@ -74,8 +74,8 @@ def test_a_launch_is_recorded_before_its_job_starts(tmp_path: Path, stand_in: Pa
 def test_leftover_trainers_are_found_in_proc_and_stopped(tmp_path: Path, stand_in: Path) -> None:
     trial, other = _trial(tmp_path), TrialDir(tmp_path / "sweep" / "trials" / "trial_0001")
     other.path.mkdir()
-    leftover = subprocess.Popen([sys.executable, "-m", "gan_hpc.train", str(trial.path)])
-    bystander = subprocess.Popen([sys.executable, "-m", "gan_hpc.train", str(other.path)])
+    leftover = subprocess.Popen([sys.executable, "-m", "gan_hpc.trial.train", str(trial.path)])
+    bystander = subprocess.Popen([sys.executable, "-m", "gan_hpc.trial.train", str(other.path)])
     try:
         _wait(lambda: bool(trainer_pids([trial])))
         assert list(trainer_pids([trial])) == [leftover.pid]  # only that trial's trainer
@@ -91,7 +91,7 @@ def test_a_new_local_launch_stops_a_killed_drivers_trainer_first(
 ) -> None:
     trial = _trial(tmp_path)
     update_launch(trial, launch=1, job_id="local:1")
-    leftover = subprocess.Popen([sys.executable, "-m", "gan_hpc.train", str(trial.path)])
+    leftover = subprocess.Popen([sys.executable, "-m", "gan_hpc.trial.train", str(trial.path)])
     _wait(lambda: bool(trainer_pids([trial])))
     launcher = get_launcher("local")
     assert launcher.attach(trial, LaunchSpec(), include_ended=True) is None  # stops it
@@ -116,7 +116,7 @@ def _warm_spares() -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and argv[1:4] == [b"-m", b"gan_hpc.train", b"--warm"]:
+        if parent == os.getpid() and argv[1:4] == [b"-m", b"gan_hpc.trial.train", b"--warm"]:
             found.append(int(entry.name))
     return found
 

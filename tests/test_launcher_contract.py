@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 
 import gan_hpc
-from gan_hpc import launcher_registry
 from gan_hpc.cli import build_parser
 from gan_hpc.config_validation import config_from_dict
 from gan_hpc.errors import LaunchError, SpecError
-from gan_hpc.launch import EXIT_CANCELLED, Launcher, LaunchSpec, TrialJob, read_launch
-from gan_hpc.launcher_registry import LAUNCHERS, LauncherBackend, get_launcher
-from gan_hpc.sweep_spec import sweep_spec_from_dict
+from gan_hpc.launchers import registry as launcher_registry
+from gan_hpc.launchers.base import EXIT_CANCELLED, Launcher, LaunchSpec, TrialJob, read_launch
+from gan_hpc.launchers.registry import LAUNCHERS, LauncherBackend, get_launcher
+from gan_hpc.sweep.spec import sweep_spec_from_dict
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_OK, EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config
 
-# `python -m gan_hpc.train TRIAL_DIR` finds this package first (the working directory leads
+# `python -m gan_hpc.trial.train TRIAL_DIR` finds this package first (the working directory leads
 # sys.path; submitit's job starts there too); every other gan_hpc module is the real one.
 STAND_IN_INIT = "__path__.append({real!r})\n"
 STAND_IN_TRAIN = """
@@ -91,7 +91,7 @@ def _trial(tmp_path: Path, name: str, *, sleep_s: float, exit_status: int) -> Tr
 def _launch_spec(name: str) -> LaunchSpec:
     settings = None
     if name == "slurm":
-        from gan_hpc.slurm_config import SlurmConfig
+        from gan_hpc.launchers.slurm_config import SlurmConfig
 
         settings = SlurmConfig(timeout_min=5, cpus_per_task=1, signal_delay_s=30)
     return LaunchSpec(settings=settings, job_name="gan-hpc.contract")

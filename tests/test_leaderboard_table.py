@@ -9,16 +9,16 @@ import pytest
 from gan_hpc.cli import main
 from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
-from gan_hpc.leaderboard import (
+from gan_hpc.sweep.directory import collect_trials, read_baselines, write_spec
+from gan_hpc.sweep.leaderboard import (
     format_leaderboard,
     format_table,
     select_columns,
     short_headers,
     table_columns,
 )
-from gan_hpc.rank import rank_trials
-from gan_hpc.sweep_dir import collect_trials, read_baselines, write_spec
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
+from gan_hpc.sweep.rank import rank_trials
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
 from tests.test_rank import RANKING, SPEC_DOCUMENT, finished, make_trial, metrics
 
 TABULAR = {

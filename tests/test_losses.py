@@ -11,9 +11,9 @@ from torch import nn
 from gan_hpc.config import LossName, ModelConfig, NetworkConfig
 from gan_hpc.data.types import ConditionSchema, DataSchema
 from gan_hpc.errors import SpecError
-from gan_hpc.latents import sample_condition, sample_latent
-from gan_hpc.losses import LOSSES, LossPair, clip_weights, get_loss, gradient_penalty
-from gan_hpc.models import build_models
+from gan_hpc.trial.latents import sample_condition, sample_latent
+from gan_hpc.trial.losses import LOSSES, LossPair, clip_weights, get_loss, gradient_penalty
+from gan_hpc.trial.models import build_models
 
 SCHEMA_FOR_FAMILY = {
     "mlp": DataSchema(kind="tabular", sample_shape=(5,)),

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import termios
 
-from gan_hpc.progress import (
+from gan_hpc.sweep.progress import (
     BarView,
     LineView,
     SweepTally,
@@ -99,7 +99,7 @@ def test_the_bar_shows_trials_ended_and_writes_events_above_it() -> None:
 def test_a_terminal_gets_the_bar() -> None:
     """Through a real pseudo-terminal: the bar redraws in place (carriage returns)."""
     code = (
-        "import sys; from gan_hpc.progress import make_view, SweepTally\n"
+        "import sys; from gan_hpc.sweep.progress import make_view, SweepTally\n"
         "t = SweepTally(num_samples=2, num_steps=10, metric='m', mode='min', started_at=0.0)\n"
         "v = make_view(t, name='toy', emit=print, use_bar=sys.stderr.isatty())\n"
         "t.report('trial_0000', 5, 1.0, at=0.0); v.update(t, 1.0); v.close()\n"

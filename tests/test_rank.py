@@ -26,9 +26,7 @@ from gan_hpc.convergence import (
 )
 from gan_hpc.errors import SpecError, SweepError
 from gan_hpc.files import append_jsonl, atomic_write_json
-from gan_hpc.leaderboard import format_leaderboard, write_leaderboard
-from gan_hpc.rank import METRIC_COLUMNS, pareto_fronts, rank_trials, ranking_rule
-from gan_hpc.sweep_dir import (
+from gan_hpc.sweep.directory import (
     LEADERBOARD_FILE,
     LEADERBOARD_FORMATS,
     TRIALS_DIR,
@@ -36,7 +34,9 @@ from gan_hpc.sweep_dir import (
     read_spec,
     write_spec,
 )
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
+from gan_hpc.sweep.leaderboard import format_leaderboard, write_leaderboard
+from gan_hpc.sweep.rank import METRIC_COLUMNS, pareto_fronts, rank_trials, ranking_rule
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
 
 RANKING = ConvergenceConfig(d_acc_min=0.8, fooling_rate_min=0.4, score="d_loss_gap")
 

@@ -13,10 +13,10 @@ from matplotlib.image import imread
 
 from gan_hpc.cli import main
 from gan_hpc.files import atomic_write_json
-from gan_hpc.report import build_report
-from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import sweep_spec_from_dict, trial_config_for
-from gan_hpc.train import train_trial
+from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
+from gan_hpc.sweep.report import build_report
+from gan_hpc.sweep.spec import sweep_spec_from_dict, trial_config_for
+from gan_hpc.trial.train import train_trial
 from tests.test_export import TINY_MODEL, write_people
 from tests.test_rank import SPEC_DOCUMENT, make_trial, metrics
 

@@ -89,8 +89,8 @@ def test_resume_refuses_unsafe_state_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gan_hpc.cli import main
-    from gan_hpc.sweep_dir import write_spec
-    from gan_hpc.sweep_spec import load_sweep_spec
+    from gan_hpc.sweep.directory import write_spec
+    from gan_hpc.sweep.spec import load_sweep_spec
 
     quickstart = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
     spec = load_sweep_spec(quickstart)

@@ -14,11 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gan_hpc.scoring as scoring_module
+import gan_hpc.bundle.scoring as scoring_module
+from gan_hpc.bundle.scoring import (
+    COSINE_SAMPLES,
+    QUALITY_KEY,
+    score_baselines,
+    score_checkpoint,
+    score_trial_records,
+    write_baselines,
+)
 from gan_hpc.config import ConvergenceConfig, QualityConfig, TrialConfig, is_quality_metric
 from gan_hpc.convergence import D_ACC_HELDOUT, D_LOSS_GAP, FOOLING_RATE, selection_key
 from gan_hpc.data.datasets import load_dataset
-from gan_hpc.export import export_trial
 from gan_hpc.quality import (
     BASELINE_MARGINALS,
     BASELINE_REAL,
@@ -39,17 +46,10 @@ from gan_hpc.quality import (
     QualityReport,
 )
 from gan_hpc.quality.baselines import BASELINE_MEAN_CURVE, BASELINE_PIXELS
-from gan_hpc.rank import BASELINE_PREFIX, sweep_leaderboard
-from gan_hpc.scoring import (
-    COSINE_SAMPLES,
-    QUALITY_KEY,
-    score_baselines,
-    score_checkpoint,
-    score_trial_records,
-    write_baselines,
-)
-from gan_hpc.sweep_dir import BASELINES_FILE, TRIALS_DIR
-from gan_hpc.train import train_trial
+from gan_hpc.sweep.directory import BASELINES_FILE, TRIALS_DIR
+from gan_hpc.sweep.export import export_trial
+from gan_hpc.sweep.rank import BASELINE_PREFIX, sweep_leaderboard
+from gan_hpc.trial.train import train_trial
 from tests.helpers import small_frf_config
 
 NUM_ROWS = 800

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import submitit
 
-from gan_hpc import slurm_launch
-from gan_hpc.launch import EXIT_CANCELLED, EXIT_LOST
-from gan_hpc.slurm_launch import SlurmJob, job_comment, parse_comment, sweep_key
+from gan_hpc.launchers import slurm as slurm_launch
+from gan_hpc.launchers.base import EXIT_CANCELLED, EXIT_LOST
+from gan_hpc.launchers.slurm import SlurmJob, job_comment, parse_comment, sweep_key
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
 
 
@@ -79,8 +79,8 @@ def test_a_job_comment_names_the_trial_its_launch_and_its_sweep(tmp_path: Path) 
 
 
 def test_the_driver_jobs_memory_grows_with_the_trials_it_watches() -> None:
-    from gan_hpc.slurm_config import SlurmConfig
-    from gan_hpc.slurm_launch import render_driver_script
+    from gan_hpc.launchers.slurm import render_driver_script
+    from gan_hpc.launchers.slurm_config import SlurmConfig
 
     def memory_line(slurm: SlurmConfig, trials: int) -> str:
         script = render_driver_script(slurm, watched_trials=trials, job_name="d", log_path="l")

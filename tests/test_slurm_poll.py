@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import submitit
 
-from gan_hpc import slurm_launch, slurm_poll
 from gan_hpc.files import atomic_write_json
-from gan_hpc.launch import EXIT_CANCELLED
-from gan_hpc.slurm_launch import SlurmJob
-from gan_hpc.slurm_poll import (
+from gan_hpc.launchers import slurm as slurm_launch
+from gan_hpc.launchers import slurm_poll
+from gan_hpc.launchers.base import EXIT_CANCELLED
+from gan_hpc.launchers.slurm import SlurmJob
+from gan_hpc.launchers.slurm_poll import (
     FAST_POLL_S,
     SLOW_POLL_S,
     PolledJob,

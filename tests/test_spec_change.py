@@ -10,9 +10,9 @@ import yaml
 from gan_hpc.cli import main
 from gan_hpc.errors import SweepError
 from gan_hpc.locks import DriverLock
-from gan_hpc.spec_change import accept_spec_change, changed_keys, parse_allowed
-from gan_hpc.sweep_dir import SPEC_FILE, write_spec
-from gan_hpc.sweep_spec import load_sweep_spec
+from gan_hpc.sweep.directory import SPEC_FILE, write_spec
+from gan_hpc.sweep.spec import load_sweep_spec
+from gan_hpc.sweep.spec_change import accept_spec_change, changed_keys, parse_allowed
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "sweeps" / "quickstart.yaml"
@@ -97,13 +97,13 @@ def test_some_keys_never_change(
 def test_an_allowed_change_is_stored_before_the_driver_starts(
     tmp_path: Path, sweep_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gan_hpc.tune
+    import gan_hpc.sweep.tune
 
     def started(*args: object, **kwargs: object) -> None:
         raise _Started
 
-    monkeypatch.setattr(gan_hpc.tune, "run_sweep", started)
-    monkeypatch.setattr(gan_hpc.tune, "has_tune_state", lambda *a: True)
+    monkeypatch.setattr(gan_hpc.sweep.tune, "run_sweep", started)
+    monkeypatch.setattr(gan_hpc.sweep.tune, "has_tune_state", lambda *a: True)
     with pytest.raises(_Started):
         _resume(
             tmp_path,

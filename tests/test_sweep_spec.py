@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from gan_hpc.errors import SpecError
-from gan_hpc.search_space import Choice, IntRange, LogUniform, Uniform
-from gan_hpc.sweep_spec import (
+from gan_hpc.sweep.search_space import Choice, IntRange, LogUniform, Uniform
+from gan_hpc.sweep.spec import (
     SweepSpec,
     active_params,
     dump_sweep_spec,

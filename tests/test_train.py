@@ -16,13 +16,13 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import gan_hpc.train as train_module
+import gan_hpc.trial.train as train_module
 from gan_hpc import convergence as names
-from gan_hpc.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
 from gan_hpc.config import TrialConfig
 from gan_hpc.dist_env import free_port
-from gan_hpc.distributed import weights_fingerprint
-from gan_hpc.train import train_trial
+from gan_hpc.trial.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
+from gan_hpc.trial.distributed import weights_fingerprint
+from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config
 
@@ -213,7 +213,7 @@ def test_sigterm_checkpoints_and_exits_for_requeue(tmp_path: Path) -> None:
     config = small_frf_config(num_steps=100_000, eval_every_steps=50)
     config_file = _write_config(tmp_path / "trial.yaml", config)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "gan_hpc.train", str(config_file), "--out", str(out)]
+    command = [sys.executable, "-m", "gan_hpc.trial.train", str(config_file), "--out", str(out)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 120
@@ -239,7 +239,7 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  latent_dims: 4\n")
     result = subprocess.run(
-        [sys.executable, "-m", "gan_hpc.train", str(bad), "--out", str(tmp_path / "run")],
+        [sys.executable, "-m", "gan_hpc.trial.train", str(bad), "--out", str(tmp_path / "run")],
         capture_output=True,
         text=True,
     )
@@ -250,7 +250,7 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
 
 def test_train_imports_no_ray_optuna_submitit() -> None:
     code = (
-        "import sys, gan_hpc.train; "
+        "import sys, gan_hpc.trial.train; "
         "print(sorted(m for m in ('ray', 'optuna', 'submitit') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -287,7 +287,7 @@ def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
         log = (tmp_path / f"rank-{rank}.log").open("w")
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "gan_hpc.train", str(out)],
+                [sys.executable, "-m", "gan_hpc.trial.train", str(out)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from gan_hpc import convergence as names
-from gan_hpc.checkpoint import TrainState, load_checkpoint
 from gan_hpc.config import TrialConfig
+from gan_hpc.trial.checkpoint import TrainState, load_checkpoint
+from gan_hpc.trial.writer import TrialWriter
 from gan_hpc.trial_dir import TrialDir, TrialResult
-from gan_hpc.trial_writer import TrialWriter
 
 
 def _state(step: int) -> TrainState:

@@ -15,11 +15,11 @@ from ray.tune.search import Searcher
 
 from gan_hpc import convergence as names
 from gan_hpc.errors import LaunchError
-from gan_hpc.launch import EXIT_CANCELLED, EXIT_LOST, read_launch, update_launch
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
+from gan_hpc.launchers.base import EXIT_CANCELLED, EXIT_LOST, read_launch, update_launch
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
+from gan_hpc.sweep.tune import STUDY_FILE, SweepASHA, SweepSearcher, has_ended, trial_dirs
+from gan_hpc.sweep.watcher import STOP_FILE, TRIAL_KEY, after_job_end
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
-from gan_hpc.tune import STUDY_FILE, SweepASHA, SweepSearcher, has_ended, trial_dirs
-from gan_hpc.watcher import STOP_FILE, TRIAL_KEY, after_job_end
 
 METRIC = "conditional_rmse"
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from ray import tune
 
-from gan_hpc.sweep_dir import TRIALS_DIR, write_spec
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict
-from gan_hpc.watcher import TRIAL_KEY, SweepContext, TrialWatcher
+from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
+from gan_hpc.sweep.watcher import TRIAL_KEY, SweepContext, TrialWatcher
 
 HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "scipy", "optuna")
 
@@ -21,10 +21,10 @@ WATCHER_SETUP = """
 import sys
 from pathlib import Path
 
-from gan_hpc.launcher_registry import get_launcher, launch_spec_for
-from gan_hpc.sweep_spec import trial_config_for
+from gan_hpc.launchers.registry import get_launcher, launch_spec_for
+from gan_hpc.sweep.spec import trial_config_for
 from gan_hpc.trial_dir import TrialDir, parse_metrics_line
-from gan_hpc.watcher import SweepContext, TrialWatcher, after_job_end
+from gan_hpc.sweep.watcher import SweepContext, TrialWatcher, after_job_end
 
 context = SweepContext(sweep_dir=sys.argv[1])
 spec = context.spec()

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gan_hpc.confirm import CONFIRM_DIR, confirmation_seeds
-from gan_hpc.rank import rank_trials
-from gan_hpc.sweep_dir import CONFIRM_FILE, TRIALS_DIR, collect_trials, write_spec
-from gan_hpc.sweep_spec import SweepSpec, sweep_spec_from_dict, trial_config_for
-from gan_hpc.train import train_trial
+from gan_hpc.sweep.confirm import CONFIRM_DIR, confirmation_seeds
+from gan_hpc.sweep.directory import CONFIRM_FILE, TRIALS_DIR, collect_trials, write_spec
+from gan_hpc.sweep.rank import rank_trials
+from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
+from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 from tests.e2e.test_sweep_local import SPEC
 

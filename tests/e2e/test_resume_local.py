@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gan_hpc import convergence as names
-from gan_hpc.checkpoint import list_step_checkpoints
+from gan_hpc.trial.checkpoint import list_step_checkpoints
 from gan_hpc.trial_dir import TrialDir
 
 NUM_STEPS = 300

@@ -24,15 +24,15 @@ import pytest
 import yaml
 
 from gan_hpc import convergence as names
-from gan_hpc import slurm_launch
 from gan_hpc.errors import LaunchError
-from gan_hpc.launch import EXIT_CANCELLED, EXIT_LOST, LaunchSpec, read_launch, update_launch
-from gan_hpc.launcher_registry import get_launcher
-from gan_hpc.local_launch import trainer_pids
-from gan_hpc.slurm_config import SlurmConfig
-from gan_hpc.slurm_launch import SlurmJob, job_comment, render_driver_script, sweep_key
+from gan_hpc.launchers import slurm as slurm_launch
+from gan_hpc.launchers.base import EXIT_CANCELLED, EXIT_LOST, LaunchSpec, read_launch, update_launch
+from gan_hpc.launchers.local import trainer_pids
+from gan_hpc.launchers.registry import get_launcher
+from gan_hpc.launchers.slurm import SlurmJob, job_comment, render_driver_script, sweep_key
+from gan_hpc.launchers.slurm_config import SlurmConfig
+from gan_hpc.sweep.watcher import after_job_end
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, TrialDir
-from gan_hpc.watcher import after_job_end
 from tests.helpers import small_frf_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -509,7 +509,7 @@ def test_trial_task_pickle_carries_only_the_trial_directory(tmp_path: Path) -> N
 
     import cloudpickle
 
-    from gan_hpc.slurm_launch import TrialTask
+    from gan_hpc.launchers.slurm import TrialTask
 
     task = TrialTask(trial_dir=str(tmp_path), max_requeues=2)
     for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)):

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import submitit
 
-from gan_hpc import slurm_launch, slurm_poll
-from gan_hpc.slurm_launch import SlurmJob
-from gan_hpc.slurm_poll import JobPoller, PolledJob
+from gan_hpc.launchers import slurm as slurm_launch
+from gan_hpc.launchers import slurm_poll
+from gan_hpc.launchers.slurm import SlurmJob
+from gan_hpc.launchers.slurm_poll import JobPoller, PolledJob
 from gan_hpc.trial_dir import EXIT_OK
 from tests.e2e.test_slurm import needs_slurm, slurm_conf  # noqa: F401 (a fixture)
 

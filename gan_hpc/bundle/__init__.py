@@ -1,0 +1,1 @@
+"""Exported generators: the bundle format, loading, sampling, model cards, held-out scoring."""

@@ -1,0 +1,796 @@
+"""The SLURM launcher: each trial is one submitit job whose tasks are the trial's DDP ranks.
+
+Every task of the job runs :class:`TrialTask`, which starts one rank of
+``python -m gan_hpc.trial.train TRIAL_DIR`` with the torchrun contract (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT) derived from SLURM's variables. Files of a trial's jobs::
+
+    <trial_dir>/slurm/<job_id>/    submitit's sbatch script, pickles and per-task logs
+    <trial_dir>/status.json        job_id (re-attach after a driver restart), restart_count
+
+Preemption and time limits: jobs are submitted with ``--signal=USR2@<slurm.signal_delay_s>``
+and ``--requeue``. On USR2 submitit calls :meth:`TrialTask.checkpoint` on rank 0, which asks
+the trainer to checkpoint (SIGUSR1), waits for it to exit 75, and hands submitit a fresh task to
+requeue. The requeued job resumes from the newest valid checkpoint in the trial directory: the
+task carries only the directory's path, never a checkpoint path. A job requeued more than
+``slurm.max_requeues`` times stops with a message saying so.
+
+This module is the only one that imports submitit; the registry
+(:mod:`gan_hpc.launchers.registry`) loads it only when a sweep uses the SLURM launcher. The
+``slurm:`` block it reads is :class:`~gan_hpc.launchers.slurm_config.SlurmConfig`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import typing
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import FailedJobError, pickle_load
+
+from gan_hpc._logging import get_logger
+from gan_hpc.dist_env import dist_env_from_environ
+from gan_hpc.errors import LaunchError
+from gan_hpc.launchers.base import (
+    EXIT_CANCELLED,
+    EXIT_LOST,
+    Launcher,
+    LaunchSpec,
+    TrialJob,
+    die_with_parent,
+    rank_threads,
+    read_launch,
+    train_command,
+    update_launch,
+)
+from gan_hpc.launchers.slurm_config import SlurmConfig
+from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
+from gan_hpc.safety import check_safe_to_unpickle
+from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
+
+logger = get_logger(__name__)
+
+SLURM_DIR = "slurm"  # <trial_dir>/slurm/<job_id>/: submitit's folder for the trial's jobs
+# A job watched without the driver's poller (gan_hpc.launchers.slurm_poll) is asked about this often
+STATE_REFRESH_S = 5.0
+CANCEL_WAIT_S = 90.0  # how long cancel() waits for the job to leave the node
+# A job neither squeue nor sacct knows for this long is lost (purged, or a wiped controller)
+LOST_AFTER_S = float(os.environ.get("GAN_HPC_SLURM_LOST_AFTER_S", "300"))
+# A PREEMPTED job may be on its way back to the queue (PreemptMode=REQUEUE): wait this long
+PREEMPTED_GRACE_S = 60.0
+# How each end state of a job reaches the watcher (its own exit status wins for FAILED)
+END_STATES = {
+    "COMPLETED": EXIT_OK,
+    "CANCELLED": EXIT_CANCELLED,
+    "TIMEOUT": EXIT_REQUEUE,  # the trainer checkpointed on SIGTERM, or has an older checkpoint
+    "PREEMPTED": EXIT_REQUEUE,
+    "NODE_FAIL": EXIT_REQUEUE,
+    "BOOT_FAIL": EXIT_REQUEUE,
+    "FAILED": EXIT_FAILED,
+    "OUT_OF_MEMORY": EXIT_FAILED,
+    "DEADLINE": EXIT_FAILED,
+}
+# The trainer checks for a stop request every few steps and then checkpoints; on a slow GPU
+# step this takes a while, but it must finish before SLURM's final SIGKILL.
+STOP_WAIT_S = 300.0
+# After the trainer stopped on SIGTERM, how long rank 0 waits for SLURM to end or requeue the
+# job (a cancel, a preemption, submitit's USR2) before it requeues the job itself.
+SIGTERM_GRACE_S = 20.0
+TAIL_LINES = 8
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
+# torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
+NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
+DRIVER_DIR = "driver"  # <sweep_dir>/driver/: the driver job's script and logs
+DRIVER_HEADER = """
+# gan-hpc sweep driver: the Ray Tune driver of one sweep as a small CPU job; every trial is a
+# SLURM job of its own that this driver submits and watches (launcher: slurm).
+#
+#   sbatch [OPTIONS] driver.sbatch SPEC [--out DIR] [--set KEY=VALUE ...]
+#
+# `gan-hpc sweep submit SPEC` writes a copy with these options taken from the spec's slurm:
+# block to <sweep_dir>/driver/driver.sbatch and submits it.
+#
+# Restore-or-start: it runs `gan-hpc sweep run SPEC --resume`, which starts the sweep or, when
+# the sweep directory already holds one, restores it; trial jobs still queued or running are
+# re-attached through the job ids in their trial directories, never submitted twice.
+#
+# Preemption and the time limit: SLURM sends USR2 to this script (--signal=B:USR2@SECONDS); the
+# trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
+# running). The requeued job starts this script again, which restores the sweep.
+#
+# Memory: 1.5 GB plus 0.15 GB per trial watched at once (tune.max_concurrent_trials; each is a
+# Ray actor process); slurm.driver_mem_gb sets it outright.
+"""
+DRIVER_BODY = """
+job=${SLURM_JOB_ID:?run this script with sbatch}
+requeue() {
+  echo "gan-hpc driver: preemption or time-limit signal; requeueing job $job" >&2
+  scontrol requeue "$job"
+}
+trap requeue USR2
+echo "gan-hpc driver: job $job (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname)" >&2
+"$PYTHON" -m gan_hpc sweep run "$@" --resume &
+driver=$!
+# a trapped signal interrupts `wait`: wait again until the driver itself has exited
+while wait "$driver"; status=$?; kill -0 "$driver" 2>/dev/null; do :; done
+exit "$status"
+"""
+
+
+class TrialTask(submitit.helpers.Checkpointable):
+    """One task of a trial's job: runs one DDP rank of the trainer as a child process.
+
+    The trainer runs in a child so that it receives SIGUSR1/SIGTERM and checkpoints by itself,
+    while this process keeps submitit's USR2 handler. Only the trial directory's path and one
+    setting cross the pickle; the requeued job finds its checkpoint in that directory, and
+    its thread count in ``config.json``.
+    """
+
+    def __init__(self, *, trial_dir: str, max_requeues: int) -> None:
+        self.trial_dir = trial_dir
+        self.max_requeues = max_requeues
+        self._process: subprocess.Popen[bytes] | None = None
+        self._returncode: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings cross the pickle, never the running child."""
+        return {"trial_dir": self.trial_dir, "max_requeues": self.max_requeues}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the settings; an older job's pickled thread count is dropped.
+
+        ``config.json`` gives the thread count now (``train.num_threads``).
+        """
+        settings = {k: state[k] for k in ("trial_dir", "max_requeues")}
+        self.__init__(**settings)  # type: ignore[misc]
+
+    def __call__(self) -> int:
+        """Run the trainer's rank; 0 when it finished (or diverged), else raise or exit 75."""
+        trial = TrialDir(self.trial_dir)
+        job_id = os.environ.get("SLURM_JOB_ID", "?")
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        rank = int(os.environ.get("SLURM_PROCID", "0"))
+        if restarts > self.max_requeues:  # requeued by the scheduler or an admin, past the limit
+            self._stop_at_limit(trial, job_id, restarts)
+        if rank == 0 and restarts:
+            status = trial.read_status()
+            trial.update_status(
+                restart_count=status.restart_count + 1,
+                message=f"slurm job {job_id} requeued ({restarts}/{self.max_requeues})",
+            )
+        self._start(trial)
+        while self._returncode is None:
+            # sleep, not a blocking wait: submitit's USR2 handler runs in this thread and calls
+            # checkpoint(), which must be able to wait for the child itself
+            time.sleep(0.5)
+        code = self._returncode
+        if code == EXIT_OK:
+            return EXIT_OK
+        # -SIGTERM: the signal came before the trainer had set up its handler (nothing to save)
+        if code in (EXIT_REQUEUE, -signal.SIGTERM):
+            self._after_trainer_stopped(job_id, rank, restarts)
+        # the trainer's own exit status is the job's (sacct's ExitCode): the watcher tells bad
+        # input (2) from a crash (1); srun passes on the highest status of the ranks
+        logger.error(
+            "%s: rank %d of the trainer exited %s in slurm job %s", trial.path, rank, code, job_id
+        )
+        sys.exit(code if 0 < code < 256 else EXIT_FAILED)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on rank 0 at USR2: checkpoint the trainer, then requeue the job.
+
+        Raises:
+            LaunchError: the job was already requeued ``max_requeues`` times (not requeued).
+
+        """
+        if self._process is not None and self._returncode is None:
+            self._process.send_signal(signal.SIGUSR1)  # the trainer checkpoints and exits 75
+            deadline = time.monotonic() + STOP_WAIT_S
+            while self._returncode is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        job_id = os.environ.get("SLURM_JOB_ID", "?")
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if restarts >= self.max_requeues:
+            message = self._limit_message(job_id, restarts + 1)
+            TrialDir(self.trial_dir).update_status(message=message)
+            raise LaunchError(message)
+        return submitit.helpers.DelayedSubmission(
+            TrialTask(trial_dir=self.trial_dir, max_requeues=self.max_requeues)
+        )
+
+    def _start(self, trial: TrialDir) -> None:
+        """Start the trainer's rank with the torchrun contract and wait for it in a thread."""
+        inherited = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+        inherited.pop("MASTER_PORT", None)
+        dist = dist_env_from_environ(inherited)  # the trainer's own rule: one place decides
+        env = {
+            **inherited,
+            "RANK": str(dist.rank),
+            "LOCAL_RANK": str(dist.local_rank),
+            "WORLD_SIZE": str(dist.world_size),
+            "MASTER_ADDR": dist.master_addr,
+            "MASTER_PORT": str(dist.master_port),
+            "OMP_NUM_THREADS": str(rank_threads(trial)),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._process = subprocess.Popen(
+            train_command(trial),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_trainer_preexec,
+        )
+        process = self._process
+
+        def wait() -> None:
+            self._returncode = process.wait()
+
+        threading.Thread(target=wait, name="trainer-wait", daemon=True).start()
+
+    def _after_trainer_stopped(self, job_id: str, rank: int, restarts: int) -> None:
+        """The trainer checkpointed on SIGTERM (exit 75): let SLURM finish, or requeue.
+
+        SIGTERM comes when SLURM cancels, preempts or times out the job, or before submitit's
+        USR2 (whose handler then requeues and exits). Either way the job soon leaves RUNNING.
+        A trainer signalled on its own asks to run again, so rank 0 then requeues the job.
+        """
+        # exiting without a result pickle tells submitit that the job did not complete
+        if rank != 0:
+            sys.exit(EXIT_REQUEUE)  # only rank 0 decides about the job
+        deadline = time.monotonic() + SIGTERM_GRACE_S
+        while time.monotonic() < deadline:
+            if slurm_state(job_id) not in ("RUNNING", "UNKNOWN"):
+                sys.exit(EXIT_REQUEUE)  # SLURM is ending or requeueing the job
+            time.sleep(1.0)
+        if restarts >= self.max_requeues:
+            self._stop_at_limit(TrialDir(self.trial_dir), job_id, restarts + 1)
+        logger.warning("trainer stopped on a signal; requeueing slurm job %s", job_id)
+        _run(["scontrol", "requeue", job_id])
+        sys.exit(EXIT_REQUEUE)
+
+    def _stop_at_limit(self, trial: TrialDir, job_id: str, restarts: int) -> None:
+        """Past slurm.max_requeues: end the job with exit 75 (checkpointed; the driver decides)."""
+        message = self._limit_message(job_id, restarts)
+        trial.update_status(message=message)
+        logger.error("%s", message)
+        sys.exit(EXIT_REQUEUE)
+
+    def _limit_message(self, job_id: str, restarts: int) -> str:
+        return (
+            f"{self.trial_dir}: slurm job {job_id} not requeued again: it would be restart "
+            f"{restarts} but slurm.max_requeues is {self.max_requeues}; find out why it keeps "
+            "stopping (time limit too short? preempted?) or raise slurm.max_requeues"
+        )
+
+
+def _trainer_preexec() -> None:
+    """In the trainer child: ignore submitit's USR2, die with the task.
+
+    SLURM signals every process of a task (cgroup or process tree), so the trainer gets USR2
+    too; the task forwards it as SIGUSR1 from checkpoint() instead.
+    """
+    signal.signal(getattr(signal, f"SIG{submitit.JobEnvironment.USR_SIG}"), signal.SIG_IGN)
+    die_with_parent()
+
+
+class SlurmJob(TrialJob):
+    """A trial's SLURM job, watched through squeue and sacct; its end mapped to an exit status."""
+
+    def __init__(self, job: submitit.Job[Any], *, polled: PolledJob | None = None) -> None:
+        self.job = job
+        self.job_id = str(job.job_id)
+        self.polled = polled  # the driver's poller answers; None (or stale): ask SLURM here
+        self._state = "PENDING"
+        self._exit: int | None = None
+        self._checked_at = float("-inf")
+        self._unknown_since: float | None = None
+        self._preempted_since: float | None = None
+
+    def state(self) -> str:
+        """The job's SLURM state (PENDING, RUNNING, COMPLETED, ...), refreshed every few seconds.
+
+        From the driver's poller when one answers, else from squeue and sacct directly.
+        """
+        answer = self.polled.read() if self.polled is not None else None
+        direct = self.polled is None or self.polled.is_stale
+        if answer is None and direct and time.monotonic() - self._checked_at >= STATE_REFRESH_S:
+            self._checked_at = time.monotonic()
+            answer = slurm_outcome(self.job_id)
+        if answer is not None:
+            self._state, self._exit = answer
+            result = self.job.task(0).paths.result_pickle
+            if self._state == "UNKNOWN" and result.exists():
+                # neither sacct nor the controller knows the job (no accounting, or purged):
+                # submitit's result file of rank 0 still tells how it ended; it is a pickle, so
+                # it must not be writable by anyone else (nor its folders up to the trial's)
+                check_safe_to_unpickle(result, root=result.parents[2])
+                outcome, _ = pickle_load(result)
+                self._state = "COMPLETED" if outcome == "success" else "FAILED"
+        return self._state
+
+    def poll(self) -> int | None:
+        """None while queued, running or requeued, else how it ended, as an exit status.
+
+        0 completed; the trainer's own status for FAILED (2 bad input, 75 checkpointed, 1
+        crash); 75 for TIMEOUT, PREEMPTED (once it stays so) and NODE_FAIL; 130 cancelled;
+        69 lost: neither squeue nor sacct has known the job for ``LOST_AFTER_S``.
+        """
+        state = self.state()
+        now = time.monotonic()
+        if state == "UNKNOWN":
+            self._unknown_since = self._unknown_since or now
+            if now - self._unknown_since < LOST_AFTER_S:
+                return None
+            logger.warning("slurm job %s: unknown to squeue and sacct; lost", self.job_id)
+            return EXIT_LOST
+        self._unknown_since = None
+        if state in ACTIVE_STATES:
+            return None
+        if state == "PREEMPTED":  # on its way back to the queue, unless PreemptMode=CANCEL
+            self._preempted_since = self._preempted_since or now
+            if now - self._preempted_since < PREEMPTED_GRACE_S:
+                return None
+        if state == "FAILED" and self._exit:
+            return self._exit
+        return END_STATES.get(state, EXIT_FAILED)
+
+    def cancel(self) -> None:
+        """``scancel``: SLURM sends SIGTERM (the trainer checkpoints), then SIGKILL."""
+        result = subprocess.run(["scancel", self.job_id], capture_output=True, text=True)
+        if result.returncode != 0:  # e.g. the job ended meanwhile: nothing to cancel
+            logger.warning("scancel %s: %s", self.job_id, " ".join(result.stderr.split()))
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            # accounting says CANCELLED at once; the controller lists the job until its
+            # processes are gone (COMPLETING), and the next trial needs those CPUs
+            if self.polled is not None and not self.polled.is_stale:
+                self.polled.refresh()
+                if self.state() not in ACTIVE_STATES:
+                    return
+                time.sleep(TICK_S)  # the poller answers a refresh within a tick
+                continue
+            if not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
+                return
+            time.sleep(1.0)
+        logger.warning("slurm job %s still holds its node after scancel", self.job_id)
+
+    def failure_summary(self) -> str:
+        """``slurm job <id> (<state>): <the error, else the tail of task 0's log>; log: <path>``.
+
+        The error is the last exception line of the lowest task that raised one.
+        """
+        summary = ""
+        for task in range(self.job.num_tasks):
+            log = self.job.task(task).stderr() or ""
+            lines = [line.strip() for line in log.splitlines() if line.strip()]
+            errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+            if errors:
+                summary = f"task {task}: {errors[-1]}"
+                break
+            if task == 0:
+                summary = " | ".join(lines[-TAIL_LINES:]) or "(no error log)"
+        log_path = self.job.task(0).paths.stderr
+        return f"slurm job {self.job_id} ({self.state()}): {summary}; log: {log_path}"
+
+
+class SlurmLauncher(Launcher):
+    """Submits each trial as one SLURM job through submitit: one task (= one GPU) per rank."""
+
+    name = "slurm"
+    watcher_cpus = 0.01  # the watcher only tails files; a login node can watch many trials
+    has_driver_job = True
+
+    def check(self, spec: LaunchSpec) -> None:
+        """Ask sbatch whether it would accept the trial jobs (``sbatch --test-only``)."""
+        tasks_per_node = spec.world_size // spec.nodes
+        gpus_per_node = slurm_settings(spec).gpus_per_node
+        if gpus_per_node not in (0, tasks_per_node):
+            raise LaunchError(
+                f"slurm.gpus_per_node is {gpus_per_node} but each node runs "
+                f"{tasks_per_node} ranks (resources.world_size / resources.nodes); one rank "
+                "drives one GPU, so make them equal"
+            )
+        with tempfile.TemporaryDirectory(prefix="gan-hpc-check-") as folder:
+            executor = _trial_executor(Path(folder), spec, comment="check")
+            # the very script submit() would send; submitit has no public way to render it
+            script = Path(folder) / "check.sbatch"
+            slurm_executor = typing.cast(submitit.SlurmExecutor, executor._executor)
+            script.write_text(slurm_executor._make_submission_file_text("true", "check"))
+            _sbatch(["--test-only", str(script)], what="trial jobs")
+
+    def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
+        """Submit launch ``launch`` of the trial as a job whose comment names it."""
+        _require_sbatch()
+        executor = _trial_executor(
+            trial.path / SLURM_DIR / "%j", spec, comment=job_comment(trial, launch)
+        )
+        task = TrialTask(
+            trial_dir=str(trial.path.resolve()), max_requeues=slurm_settings(spec).max_requeues
+        )
+        try:
+            with _outside_any_job():
+                job = executor.submit(task)
+        except FailedJobError as exc:
+            message = _sbatch_message(str(exc), "the trial job")
+            raise LaunchError(f"{trial.path}: {message}") from None
+        trial.update_status(state="pending", job_id=str(job.job_id))
+        logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
+        return _watched(job, trial, spec)
+
+    def attach(
+        self, trial: TrialDir, spec: LaunchSpec, *, include_ended: bool = False
+    ) -> TrialJob | None:
+        """The trial's current job: queued or running, completed, or (``include_ended``) any.
+
+        A launch recorded without a job id (the driver died around sbatch) is looked up in
+        squeue and sacct by its comment; found, it is watched, never submitted again. A
+        sweep's driver passes ``include_ended`` and reads how the job ended (a user's
+        scancel, bad input) instead of running the trial again.
+        """
+        record = read_launch(trial)
+        job_id = record.job_id
+        if record.launch == 0:  # a sweep from before launch records: status.json's job
+            job_id = trial.read_status().job_id
+            if not job_id or not job_id.isdigit() or slurm_state(job_id) not in ACTIVE_STATES:
+                return None
+        elif job_id is None:
+            job_id = find_job(spec.job_name, job_comment(trial, record.launch), record.intent_at)
+            if job_id is None:
+                return None  # sbatch never ran: the next launch starts it
+            update_launch(trial, job_id=job_id)
+            trial.update_status(job_id=job_id)
+            logger.info("found slurm job %s of %s by its comment", job_id, trial.path)
+        if not job_id.isdigit():
+            return None
+        if not include_ended:
+            state = slurm_state(job_id)
+            completed = state == "COMPLETED" and trial.read_status().state in FINAL_STATES
+            if state not in ACTIVE_STATES and not completed:
+                return None
+        job: submitit.SlurmJob[Any] = submitit.SlurmJob(
+            folder=trial.path / SLURM_DIR / "%j", job_id=job_id, tasks=range(spec.world_size)
+        )
+        logger.info("watching slurm job %s of %s again", job_id, trial.path)
+        return _watched(job, trial, spec)
+
+    def submit_driver(
+        self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
+    ) -> str:
+        """Submit the sweep's driver as a SLURM job (:func:`submit_driver`); its job id."""
+        return submit_driver(spec_path, sweep_dir, spec, watched_trials=watched_trials)
+
+    def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
+        """The poller of driver run ``spec.driver_token``: one squeue call per interval for all."""
+        return JobPoller(poll_folder(sweep_dir, spec.driver_token), job_name=spec.job_name)
+
+    def reconcile(
+        self, spec: LaunchSpec, trials: Sequence[TrialDir], ended: Sequence[TrialDir]
+    ) -> None:
+        """Cancel the sweep's queued or running jobs that must not run (one squeue call).
+
+        Those of a trial that has ended, and those of an older launch than the trial's
+        current one (a duplicate).
+        """
+        if not trials:
+            return
+        _require_sbatch()
+        key = sweep_key(trials[0])
+        by_name = {t.path.name: t for t in trials}
+        ended_names = {t.path.name for t in ended}
+        out = _run(["squeue", "-h", f"--name={spec.job_name}", "-o", "%i|%k|%T"], check=False)
+        cancelled: list[str] = []
+        for line in out.splitlines():
+            job_id, comment, state = (line.split("|") + ["", ""])[:3]
+            name, launch, sweep = parse_comment(comment)
+            if sweep != key or name not in by_name or state.strip() not in ACTIVE_STATES:
+                continue
+            trial = by_name[name]
+            current = read_launch(trial).launch
+            if name in ended_names or launch != current:
+                why = "it has ended" if name in ended_names else f"launch {current} is current"
+                logger.warning("cancelling slurm job %s of %s: %s", job_id, name, why)
+                if launch == current:
+                    update_launch(trial, cancelled_job=job_id.strip())
+                _run(["scancel", job_id.strip()], check=False)
+                cancelled.append(job_id.strip())
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while cancelled and time.monotonic() < deadline:  # gone from the node, files final
+            listed = _run(["squeue", "-h", "-j", ",".join(cancelled), "-o", "%i"], check=False)
+            if not listed.strip():
+                break
+            time.sleep(1.0)
+
+
+def _watched(job: submitit.Job[Any], trial: TrialDir, spec: LaunchSpec) -> SlurmJob:
+    """The trial's job, answered by its driver's poller when the spec names a driver run."""
+    if not spec.driver_token:
+        return SlurmJob(job)
+    sweep_dir = trial.path.resolve().parent.parent  # <sweep_dir>/trials/<trial_id>
+    folder = poll_folder(sweep_dir, spec.driver_token)
+    return SlurmJob(job, polled=PolledJob(folder, str(job.job_id), trial=trial))
+
+
+def sweep_key(trial: TrialDir) -> str:
+    """Eight hex digits naming the trial's sweep directory (two sweeps may share a name)."""
+    return hashlib.sha1(str(trial.path.resolve().parent.parent).encode()).hexdigest()[:8]
+
+
+def job_comment(trial: TrialDir, launch: int) -> str:
+    """The comment of a trial's job: ``<trial id>/<launch>/<sweep key>`` (``squeue -o %k``)."""
+    return f"{trial.path.name}/{launch}/{sweep_key(trial)}"
+
+
+def parse_comment(comment: str) -> tuple[str, int, str]:
+    """``(trial id, launch, sweep key)`` of a job comment; launch -1 when it is not one."""
+    parts = comment.strip().split("/")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return comment.strip(), -1, ""
+    return parts[0], int(parts[1]), parts[2]
+
+
+def find_job(job_name: str, comment: str, since: float) -> str | None:
+    """The id of the job named ``job_name`` with ``comment``, from squeue, else sacct."""
+    queued = _run(["squeue", "-h", f"--name={job_name}", "-o", "%i|%k"], check=False)
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 300))
+    accounted = _run(
+        ["sacct", "-n", "-X", "-P", f"--name={job_name}", "-S", start, "-o", "JobID,Comment"],
+        check=False,
+    )
+    for line in [*queued.splitlines(), *accounted.splitlines()]:
+        job_id, _, found = line.partition("|")
+        if found.strip() == comment and job_id.strip().isdigit():
+            return job_id.strip()
+    return None
+
+
+def render_driver_script(
+    slurm: SlurmConfig,
+    *,
+    watched_trials: int,
+    job_name: str,
+    log_path: str,
+    python: str = "python3",
+) -> str:
+    """The sbatch script of a sweep driver job (``slurm/driver.sbatch`` is one rendering).
+
+    Args:
+        slurm: the sweep's ``slurm:`` block (driver_* resources, partition, account, qos).
+        watched_trials: the most trials the driver watches at once (sizes its memory).
+        job_name: the job's name.
+        log_path: the job's output file (``%j`` is the job id).
+        python: the interpreter with gan-hpc installed (``$GAN_HPC_PYTHON`` overrides it).
+
+    """
+    options: dict[str, Any] = {
+        "job-name": job_name,
+        "comment": "driver",  # trial jobs carry their trial id here
+        "ntasks": 1,
+        "cpus-per-task": slurm.driver_cpus,
+        "mem": _sbatch_memory(slurm.driver_memory_gb(watched_trials)),
+        "time": slurm.driver_timeout_min,
+        "partition": slurm.partition,
+        "account": slurm.account,
+        "qos": slurm.qos,
+        "requeue": True,
+        # B: signals the batch shell only; its trap requeues the job
+        "signal": f"B:USR2@{slurm.signal_delay_s}",
+        "open-mode": "append",
+        "output": log_path,
+    }
+    lines = ["#!/bin/bash", DRIVER_HEADER.rstrip("\n")]
+    if slurm.driver_mem_gb is None:
+        lines.append(f"# This script's --mem is sized for {watched_trials} concurrent trials.")
+    for key, value in options.items():
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+        elif value is not None:
+            lines.append(f"#SBATCH --{key}={shlex.quote(str(value))}")
+    lines += ["", "set -uo pipefail", f"PYTHON=${{GAN_HPC_PYTHON:-{shlex.quote(python)}}}"]
+    if slurm.setup:
+        lines += ["", "# slurm.setup", *slurm.setup]
+    return "\n".join(lines) + "\n" + DRIVER_BODY
+
+
+def submit_driver(
+    spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
+) -> str:
+    """Submit the driver of the sweep in ``sweep_dir`` as a SLURM job; returns its job id.
+
+    The script is kept as ``<sweep_dir>/driver/driver.sbatch`` and logs to
+    ``<sweep_dir>/driver/<job_id>.log``; it runs ``gan-hpc sweep run SPEC --resume``.
+    """
+    driver_dir = sweep_dir / DRIVER_DIR
+    driver_dir.mkdir(parents=True, exist_ok=True)
+    script = driver_dir / "driver.sbatch"
+    script.write_text(
+        render_driver_script(
+            slurm_settings(spec),
+            watched_trials=watched_trials,
+            job_name=spec.job_name,
+            log_path=str(driver_dir / "%j.log"),
+            python=sys.executable,
+        )
+    )
+    output = _sbatch(
+        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir)],
+        what="the driver job",
+    )
+    return output.split(";")[0].strip()
+
+
+def slurm_settings(spec: LaunchSpec) -> SlurmConfig:
+    """The ``slurm:`` block a launch spec carries (the defaults when it carries none)."""
+    if spec.settings is None:
+        return SlurmConfig()
+    if not isinstance(spec.settings, SlurmConfig):
+        raise LaunchError(
+            f"the slurm launcher needs a slurm: block, got {type(spec.settings).__name__}"
+        )
+    return spec.settings
+
+
+def _sbatch_memory(mem_gb: float) -> str:
+    """Return sbatch's --mem value, as submitit writes it."""
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit.AutoExecutor:
+    """A submitit executor with the sweep's ``slurm:`` settings for one trial's job.
+
+    The job is named after the sweep and its comment is the trial id (``squeue -o %k``).
+    """
+    slurm = slurm_settings(spec)
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster="slurm", slurm_max_num_timeout=slurm.max_requeues
+    )
+    optional = {
+        "slurm_partition": slurm.partition,
+        "slurm_account": slurm.account,
+        "slurm_qos": slurm.qos,
+        "slurm_constraint": slurm.constraint,
+        "mem_gb": slurm.mem_gb,
+        "gpus_per_node": slurm.gpus_per_node or None,
+        "slurm_setup": list(slurm.setup) or None,
+    }
+    executor.update_parameters(
+        name=spec.job_name,
+        nodes=spec.nodes,
+        tasks_per_node=spec.world_size // spec.nodes,  # one task per rank, so one per GPU
+        cpus_per_task=slurm.cpus_per_task,
+        timeout_min=slurm.timeout_min,
+        slurm_signal_delay_s=slurm.signal_delay_s,
+        slurm_comment=comment,
+        # requeue needs it where the cluster's JobRequeue default is 0
+        slurm_additional_parameters={
+            "requeue": True,
+            # an empty value writes the bare flag, e.g. {exclusive: ""} -> --exclusive
+            **{k: v if v != "" else True for k, v in slurm.additional_parameters.items()},
+        },
+        **{key: value for key, value in optional.items() if value is not None},
+    )
+    return executor
+
+
+def slurm_outcome(job_id: str) -> tuple[str, int | None]:
+    """The job's state word and exit status: the controller's view first, then accounting.
+
+    Returns:
+        (state, exit status or None); ("UNKNOWN", None) when neither knows the job.
+
+    """
+    queued = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False).strip().upper()
+    if queued.split("\n")[0] in ACTIVE_STATES:
+        return queued.split("\n")[0], None
+    out = _run(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id], check=False)
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines:
+        return (queued.split("\n")[0] or "UNKNOWN"), None
+    state, _, code = lines[-1].partition("|")
+    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
+    exit_status = code.split(":")[0].strip()
+    return state or "UNKNOWN", int(exit_status) if exit_status.isdigit() else None
+
+
+def slurm_state(job_id: str, *, watcher: Any = None) -> str:
+    """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell.
+
+    Args:
+        job_id: a SLURM job id.
+        watcher: submitit's shared sacct watcher (one sacct call for all of a process's jobs).
+
+    """
+    state = ""
+    if watcher is not None:
+        state = watcher.get_state(job_id, mode="force")
+    else:
+        out = _run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], check=False)
+        state = out.splitlines()[-1] if out.strip() else ""
+    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
+    if state and state != "UNKNOWN":
+        return state
+    # accounting may lag a new job by a few seconds; squeue asks the controller itself
+    out = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False)
+    return out.strip().split("\n")[0].strip().upper() or "UNKNOWN"
+
+
+def _require_sbatch() -> None:
+    """Fail fast when no SLURM client can work here (sbatch would retry a missing conf 60 s)."""
+    if shutil.which("sbatch") is None:
+        raise LaunchError(f"slurm launcher: sbatch is not on PATH; {NO_SLURM_HINT}")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():
+        raise LaunchError(f"SLURM_CONF={conf} does not exist; fix SLURM_CONF, or {NO_SLURM_HINT}")
+
+
+def _sbatch(args: Sequence[str], *, what: str) -> str:
+    """Run sbatch; a refusal becomes one LaunchError line with sbatch's own words."""
+    _require_sbatch()
+    result = subprocess.run(
+        ["sbatch", *args], capture_output=True, text=True, env=_environment_outside_jobs()
+    )
+    if result.returncode != 0:
+        raise LaunchError(_sbatch_message(result.stderr, what))
+    return result.stdout.strip()
+
+
+def _sbatch_message(stderr: str, what: str) -> str:
+    """One line from sbatch's error output, with the fix."""
+    errors = [m.strip() for m in re.findall(r"sbatch: (?:error|fatal): (.*)", stderr)]
+    unreachable = ("configuration source", "configuration file", "contact slurm controller")
+    for error in errors:
+        if any(marker in error for marker in unreachable):
+            return f"SLURM is not reachable ({error}); set SLURM_CONF, or {NO_SLURM_HINT}"
+    reasons = [e for e in errors if not e.startswith("Batch job submission failed")] or errors
+    text = "; ".join(dict.fromkeys(reasons)) or " ".join(stderr.split())[-300:]
+    return f"sbatch refused {what}: {text} (check the slurm: block of the sweep spec)"
+
+
+def _environment_outside_jobs() -> dict[str, str]:
+    """Return the environment without the SLURM_* variables of a job this process may run in.
+
+    A driver that runs as a job passes its own SLURM_* variables to sbatch, and srun in the
+    trial job then mixes them with the trial's (e.g. SLURM_MEM_PER_NODE and
+    SLURM_MEM_PER_CPU, which srun refuses together).
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
+
+
+@contextlib.contextmanager
+def _outside_any_job() -> Iterator[None]:
+    """Hide the job's SLURM_* variables while submitit runs sbatch (it takes os.environ)."""
+    saved, outside = dict(os.environ), _environment_outside_jobs()
+    os.environ.clear()
+    os.environ.update(outside)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(command: Sequence[str], *, check: bool = True) -> str:
+    """Run a SLURM client command; stdout, or "" when it fails and ``check`` is False."""
+    try:
+        result = subprocess.run(list(command), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if check:
+            raise LaunchError(f"{command[0]} failed: {exc}; {NO_SLURM_HINT}") from None
+        return ""
+    if result.returncode != 0:
+        if check:
+            raise LaunchError(f"{' '.join(command)}: {' '.join(result.stderr.split())}")
+        return ""
+    return result.stdout

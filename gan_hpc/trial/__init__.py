@@ -1,0 +1,1 @@
+"""One trial: networks, losses, the training loop, checkpoints, DDP; no Ray, Optuna or submitit."""

@@ -1,0 +1,114 @@
+"""The trainer's program around train_trial: ``python -m gan_hpc.trial.train``, ``gan-hpc train``.
+
+Launchers start ``python -m gan_hpc.trial.train TRIAL_DIR`` (or a warm spare, ``--warm``);
+:mod:`gan_hpc.trial.train`'s ``__main__`` hands its arguments to :func:`run_program`. Exit statuses
+are in :mod:`gan_hpc.trial_dir` (0 finished, diverged or halted, 2 bad input, 75 checkpointed
+on SIGTERM/SIGUSR1 and asking to be run again, 1 a crash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from gan_hpc._logging import configure, get_logger
+from gan_hpc.arguments import build_train_parser
+from gan_hpc.config import load_trial_config
+from gan_hpc.errors import GanHpcError, SpecError
+from gan_hpc.trial.train import train_trial
+from gan_hpc.trial_dir import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    WARM_TRAINER_FLAG,
+    TrialDir,
+)
+
+logger = get_logger(__name__)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Resolve the config and trial directory, train, and map the outcome to an exit status."""
+    if args.config.is_dir():
+        trial = TrialDir(args.out or args.config)
+        config = TrialDir(args.config).read_config()
+        if args.overrides:
+            raise SpecError(f"{args.config}: --set cannot change an existing trial's config.json")
+    else:
+        if args.out is None:
+            raise SpecError(
+                f"{args.config}: --out DIR is required when training from a config file"
+            )
+        trial = TrialDir(args.out)
+        config = load_trial_config(args.config, args.overrides)
+        has_checkpoints = (
+            any(trial.checkpoints.glob("*.pt")) if trial.checkpoints.is_dir() else False
+        )
+        if has_checkpoints and not args.resume:
+            raise SpecError(
+                f"{trial.path}: already holds checkpoints; pass --resume or choose a new --out"
+            )
+    result = train_trial(config, trial.path, stop_after_step=args.max_steps)
+    return EXIT_REQUEUE if result.state == "preempted" else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gan_hpc.trial.train``: exit 0 ended, 2 bad input, 75 requeue, 1 crash."""
+    args = build_train_parser().parse_args(argv)
+    configure()
+    try:
+        return run_from_args(args)
+    except GanHpcError as exc:
+        print(f"gan-hpc train: error: {exc}", file=sys.stderr)  # noqa: T201 - program entry point
+        return EXIT_BAD_INPUT
+    except Exception:
+        logger.exception("trial crashed")
+        return EXIT_FAILED
+
+
+def run_program(argv: Sequence[str]) -> int:
+    """``python -m gan_hpc.trial.train ARGS``: a warm spare for ``--warm``, else one trial."""
+    return serve_warm(sys.stdin) if list(argv) == [WARM_TRAINER_FLAG] else main(argv)
+
+
+def serve_warm(requests: TextIO) -> int:
+    """``python -m gan_hpc.trial.train --warm``: import what a trial needs, then run the one sent.
+
+    A launcher starts this spare while the previous trial trains, so the next trial skips the
+    interpreter's start: torch, TorchDynamo (which the optimisers import on their first call),
+    TensorBoard and the end-of-trial scorers, several seconds in all. The request is one JSON
+    line, ``{"argv": [...], "env": {...}, "log": path}``: the arguments, environment and log
+    file that a cold ``python -m gan_hpc.trial.train`` would get. End of input (the launcher went
+    away, or has no trial for it) ends the spare.
+
+    Returns:
+        the trial's exit status, as :func:`main`'s.
+
+    """
+    _import_trial_dependencies()
+    line = requests.readline()
+    if not line.strip():
+        return EXIT_OK
+    request = json.loads(line)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    # the log takes over stdout and stderr: what the trial prints lands where a cold start's
+    # would, and /proc/<pid>/fd/1 tells which trial this process trains (launch.trainer_pids)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, sys.stdout.fileno())
+    os.dup2(log, sys.stderr.fileno())
+    os.close(log)
+    return main(request["argv"])
+
+
+def _import_trial_dependencies() -> None:
+    """Import the modules every trial loads on its way (seconds in a fresh interpreter)."""
+    import torch._dynamo  # noqa: F401  # the optimisers' first call imports it (seconds)
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+    from gan_hpc.bundle import scoring  # noqa: F401  # end-of-trial scores (scikit-learn, scipy)
