@@ -38,7 +38,9 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     package = tmp_path / "stand_in" / "gan_hpc"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "train.py").write_text(STAND_IN)
+    (package / "trial").mkdir()
+    (package / "trial" / "__init__.py").write_text("")
+    (package / "trial" / "train.py").write_text(STAND_IN)
     monkeypatch.chdir(package.parent)
     return package.parent
 

@@ -72,7 +72,9 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     package.mkdir(parents=True)
     real = str(Path(gan_hpc.__file__).parent)
     (package / "__init__.py").write_text(STAND_IN_INIT.format(real=real))
-    (package / "train.py").write_text(STAND_IN_TRAIN)
+    (package / "trial").mkdir()
+    (package / "trial" / "__init__.py").write_text("")
+    (package / "trial" / "train.py").write_text(STAND_IN_TRAIN)
     monkeypatch.chdir(package.parent)
     return package.parent
 

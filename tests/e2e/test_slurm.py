@@ -313,7 +313,7 @@ def test_sweep_runs_trials_as_ddp_jobs_and_cancels_the_stopped_one(
     assert _steps(good) == [20, 40, 60] and _job_state(status.job_id) == "COMPLETED"
     result = good.read_result()
     assert result is not None
-    fingerprints = result["replica_fingerprints"]
+    fingerprints = result.replica_fingerprints
     assert len(fingerprints) == 2 and len(set(fingerprints)) == 1  # two ranks, one model
     script = (good.path / "slurm" / status.job_id / f"{status.job_id}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2" in script and "#SBATCH --signal=USR2@120" in script
