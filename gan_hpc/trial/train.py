@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -137,20 +137,9 @@ def train_trial(
         )
 
         # ---- resume from the newest valid checkpoint (rank 0 chooses, every rank loads it)
-        resumed = load_resume_checkpoint(writer.trial.checkpoints, env, device)
-        step, epoch, batch_in_epoch, guards = 0, 0, 0, GuardState()
-        best: dict[str, Any] | None = None
-        last: dict[str, Any] | None = None
-        if resumed is not None:
-            state = resumed.state
-            gan.load_state_dicts(state)
-            step, epoch, batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
-            best, last, guards = state.best, state.last, GuardState.from_dict(state.guards)
-            restore_rank_rng(state.rng, env, cfg.train.seed, step)
-            writer.record_resume(step)
-            logger.info("resumed %s from %s (step %d)", run_dir, resumed.path.name, step)
-        else:
-            torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
+        start = _resume(gan, writer, cfg, env, device)
+        step, epoch, batch_in_epoch = start.step, start.epoch, start.batch_in_epoch
+        best, last, guards = start.best, start.last, start.guards
         if env.is_distributed:
             gan.wrap_ddp(device)
 
@@ -240,11 +229,9 @@ def train_trial(
             logger.warning("trial %s: generator replicas differ: %s", run_dir, fingerprints)
         if env.is_main and outcome in ENDED_OUTCOMES and cfg.quality.use_at_trial_end:
             writer.set_message("scoring held-out quality")
-            records = {"best": best, "last": last}
-            scored = scorer.at_end(writer.trial.path, records, data, cfg, device)
+            scored = scorer.at_end(run_dir, {"best": best, "last": last}, data, cfg, device)
             best, last = scored["best"], scored["last"]
-        # the other ranks wait while rank 0 scores: a rank that tears gloo down early aborts
-        wait_for_all(env)
+        wait_for_all(env)  # while rank 0 scores: a rank that tears gloo down early aborts
         result = TrialResult(
             state=outcome,
             step=step,
@@ -256,6 +243,45 @@ def train_trial(
         )
         writer.finish(state=outcome, step=step, flags=guards.fired, result=result)
         return result
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where the loop starts: step, data position, result records and guards so far."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    guards: GuardState = field(default_factory=GuardState)
+
+
+def _resume(
+    gan: Gan, writer: TrialWriter, cfg: TrialConfig, env: DistEnv, device: torch.device
+) -> _Start:
+    """Load the newest valid checkpoint into ``gan`` and the RNGs; a fresh start when none.
+
+    Rank 0 chooses the checkpoint and every rank loads it; a fresh trial seeds one noise
+    stream per rank.
+    """
+    resumed = load_resume_checkpoint(writer.trial.checkpoints, env, device)
+    if resumed is None:
+        torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
+        return _Start()
+    state = resumed.state
+    gan.load_state_dicts(state)
+    restore_rank_rng(state.rng, env, cfg.train.seed, state.step)
+    writer.record_resume(state.step)
+    logger.info("resumed %s from %s (step %d)", writer.trial.path, resumed.path.name, state.step)
+    return _Start(
+        step=state.step,
+        epoch=state.epoch,
+        batch_in_epoch=state.batch_in_epoch,
+        best=state.best,
+        last=state.last,
+        guards=GuardState.from_dict(state.guards),
+    )
 
 
 def _has_diverged(training: Mapping[str, float], run_dir: Path, step: int) -> bool:
