@@ -1,7 +1,8 @@
-"""Shared fixtures: a private data cache per test, small trial configs."""
+"""Shared fixtures: a private data cache per test, small trial configs, one thread."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,20 @@ def private_cache(
 def trial_config() -> TrialConfig:
     """A 16-unit conditional MLP GAN trained for 20 steps on CPU."""
     return small_frf_config()
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread and one OpenMP/BLAS thread for a module's tests.
+
+    Tiny convolutions and scikit-learn fits are many times slower when several threads spin
+    on a busy 2-core machine. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)

@@ -22,13 +22,7 @@ SCHEMA_FOR_FAMILY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions are ~100x slower with 2 OpenMP threads on a busy 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registry_matches_config_choices() -> None:

@@ -61,13 +61,7 @@ LATENT_DIM = 4
 BATCH = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions are ~100x slower with 2 OpenMP threads on a busy 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def schema_for(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from gan_hpc.config import SyntheticFrfConfig
 from gan_hpc.data.synthetic import PlateFrfs, receptance, simulate_plate_frf
@@ -35,10 +33,7 @@ from gan_hpc.quality.signals import to_decibels
 PLATE = SyntheticFrfConfig(num_points=200, num_frequencies=128, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

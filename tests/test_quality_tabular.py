@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from gan_hpc import convergence
 from gan_hpc.config_validation import config_from_dict
@@ -95,11 +93,7 @@ def noise_table(num_rows: int, seed: int) -> pd.DataFrame:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Two cores: OpenMP spinning in several sklearn threads only slows the tests down."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
