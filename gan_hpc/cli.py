@@ -479,19 +479,18 @@ def _print_summary(leaderboard: pd.DataFrame, sweep_dir: Path, spec: SweepSpec) 
     from gan_hpc.sweep.rank import ranking_rule
 
     trials = leaderboard[leaderboard["state"] != "baseline"]
-    steps = pd.to_numeric(trials.get("step"), errors="coerce") if len(trials) else None
-    if steps is None or not (steps > 0).any():
+    if not (pd.to_numeric(trials["step"], errors="coerce") > 0).any():
         states = ", ".join(f"{n} {s}" for s, n in trials["state"].value_counts().items())
         print(
             f"gan-hpc: error: {sweep_dir}: no trial trained a step ({states or 'no trials'}); "
-            f"read the first trial's log in {sweep_dir / 'trials' / 'trial_0000' / 'logs'}",
+            f"read the first trial's log in {sweep_dir / TRIALS_DIR / 'trial_0000' / 'logs'}",
             file=sys.stderr,
         )
         return 1
     print(_format_table(leaderboard))
     print(ranking_rule(spec.ranking))
     print(f"\nleaderboard: {sweep_dir / 'leaderboard.csv'}", file=sys.stderr)
-    print(f"TensorBoard: tensorboard --logdir {sweep_dir / 'trials'}", file=sys.stderr)
+    print(f"TensorBoard: tensorboard --logdir {sweep_dir / TRIALS_DIR}", file=sys.stderr)
     print(f"report:      gan-hpc sweep report {sweep_dir}", file=sys.stderr)
     print(f"more trials: gan-hpc sweep extend {sweep_dir} --num-samples N", file=sys.stderr)
     return 0

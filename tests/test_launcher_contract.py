@@ -46,21 +46,15 @@ sys.exit(plan["exit"])
 NUM_THREADS = 2  # train.num_threads: the one thread count every backend hands its ranks
 
 
-def _slurm_skip_reason() -> str | None:
-    from tests.e2e.test_slurm import SKIP_REASON
-
-    return SKIP_REASON
-
-
 @pytest.fixture(params=list(LAUNCHERS))
 def launcher_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every registered launcher; SLURM's against the real cluster."""
     name = str(request.param)
     if name == "slurm":
-        reason = _slurm_skip_reason()
-        if reason:
-            pytest.skip(reason)
-        from tests.e2e.test_slurm import _slurm_conf
+        from tests.e2e.test_slurm import SKIP_REASON, _slurm_conf
+
+        if SKIP_REASON:
+            pytest.skip(SKIP_REASON)
 
         monkeypatch.setenv("SLURM_CONF", str(_slurm_conf()))
     return name
