@@ -244,6 +244,9 @@ class ModelConfig:
     gumbel_tau: float = 0.5
     use_ema: bool = True
     ema_decay: float = 0.999
+    # mlp discriminators: judge packs of this many samples at once (PacGAN, Lin et al. 2018),
+    # so a generator that repeats itself is easy to tell apart; 1 judges samples one by one
+    pac: int = 1
 
     def __post_init__(self) -> None:
         require(1 <= self.latent_dim <= 4096, "latent_dim", "must be in 1..4096")
@@ -255,6 +258,12 @@ class ModelConfig:
         )
         require(self.gumbel_tau > 0, "gumbel_tau", "must be > 0")
         require(0 < self.ema_decay < 1, "ema_decay", f"must be in (0, 1), got {self.ema_decay}")
+        require(1 <= self.pac <= 64, "pac", f"must be in 1..64, got {self.pac}")
+        require(
+            self.pac == 1 or (self.family == "mlp" and self.conditioning == "concat"),
+            "pac",
+            "packs exist for family 'mlp' with conditioning 'concat' only; set pac: 1",
+        )
         require(
             not getattr(self.generator, "residual", False) or self.family == "mlp",
             "generator.residual",
