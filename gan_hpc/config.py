@@ -39,6 +39,7 @@ LossName = Literal["bce", "bce_logits", "hinge", "lsgan", "wasserstein", "wgan_g
 OptimizerName = Literal["adam", "sgd", "rmsprop"]
 Device = Literal["auto", "cpu", "cuda"]
 Mode = Literal["min", "max"]
+ScoreSplit = Literal["test", "validation"]
 GuardAction = Literal["stop", "flag"]
 
 QUALITY_PREFIX = "quality/"  # every held-out quality metric's name starts with this
@@ -361,6 +362,11 @@ class ConvergenceConfig:
     num_eval_samples: int = 1000  # fakes for the fooling rate / D accuracy
     score: str = "d_loss_gap"  # metric that ranks trials within a gate group
     score_mode: Mode = "min"
+    # where a quality score is read: "test", scored on the test split when a trial ends, or
+    # "validation", scored on the validation split at the best checkpoint's evaluation (needs
+    # use_quality_at_evaluations), so choosing the winner never sees the test data the
+    # leaderboard's quality columns report
+    score_split: ScoreSplit = "test"
     checkpoint_score: str | None = None  # None: ``score`` picks the best checkpoint too
     checkpoint_score_mode: Mode = "min"
     # several metrics at once: trials are ranked by Pareto front first (1 = not dominated),
@@ -383,6 +389,13 @@ class ConvergenceConfig:
             f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
             "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap), or set "
             "use_quality_at_evaluations: true",
+        )
+        require(
+            self.score_split == "test" or (at_evaluations and is_quality_metric(self.score)),
+            "score_split",
+            f"'validation' reads a quality score scored at every evaluation; rank by a "
+            f"quality/... score with use_quality_at_evaluations: true, or set score_split: test "
+            f"(score is '{self.score}')",
         )
         require(
             len(self.pareto_modes) == len(self.pareto_metrics),

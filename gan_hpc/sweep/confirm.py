@@ -185,7 +185,7 @@ def _chosen(record: TrialRecord | None, checkpoint: CheckpointKind) -> Checkpoin
 
 def _has_score(record: CheckpointRecord, ranking: ConvergenceConfig) -> bool:
     """True when the record holds a finite ranking score."""
-    return math.isfinite(record.metrics.get(ranking.score, math.nan))
+    return math.isfinite(record.score(ranking))
 
 
 def _summary(
@@ -194,8 +194,8 @@ def _summary(
     ranking: ConvergenceConfig,
 ) -> dict[str, Any]:
     """Mean, spread and gate rate of the re-runs, and whether the original held up."""
-    scores = [r.metrics[ranking.score] for r in reruns]
-    original_score = original.metrics.get(ranking.score, math.nan) if original else math.nan
+    scores = [r.score(ranking) for r in reruns]
+    original_score = original.score(ranking) if original else math.nan
     summary: dict[str, Any] = {
         "original_score": original_score,
         "confirm_seeds": len(scores),

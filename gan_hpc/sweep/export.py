@@ -86,7 +86,7 @@ from gan_hpc.trial.checkpoint import (
     load_checkpoint,
     load_latest_valid,
 )
-from gan_hpc.trial_dir import CheckpointKind, TrialDir
+from gan_hpc.trial_dir import CheckpointKind, CheckpointRecord, TrialDir
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +263,9 @@ def export_trial(
     ranking = ranking or config.convergence
     quality = _checkpoint_quality(trial, checkpoint, int(record["step"]), checkpoint_path, config)
     metrics = {str(k): v for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()}
+    # the checkpoint's own record holds its evaluation's figures: quality on the validation split
+    validation = {str(k): v for k, v in record["metrics"].items() if is_quality_metric(str(k))}
+    scored = CheckpointRecord(step=int(record["step"]), metrics=metrics, validation=validation)
     provenance = {
         "trial_id": trial.path.name,
         "checkpoint": checkpoint,
@@ -271,7 +274,7 @@ def export_trial(
         "metrics": metrics,
         "ranking": {
             **dataclasses.asdict(ranking),
-            "score_value": metrics.get(ranking.score),
+            "score_value": scored.score(ranking),
             "gate": gate_holds(record["metrics"], ranking),
         },
         "quality": {k: v for k, v in quality.items() if k != "metrics"},

@@ -100,7 +100,7 @@ def rank_trials(
                 "step": chosen.step if chosen is not None else None,
                 "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
                 "flags": ",".join(record.flags),
-                "score": metrics.get(ranking.score, math.nan),
+                "score": chosen.score(ranking) if chosen is not None else math.nan,
                 **{name: metrics.get(name, math.nan) for name in METRIC_COLUMNS},
                 **{name: metrics.get(name, math.nan) for name in quality_keys},
                 **{key: record.params.get(key) for key in param_keys},
@@ -236,7 +236,8 @@ def ranking_rule(ranking: ConvergenceConfig) -> str:
     keys.append("trials no guard flagged")
     if ranking.pareto_metrics:
         keys.append(f"Pareto front of {', '.join(ranking.pareto_metrics)}")
-    keys.append(f"{ranking.score} ({direction} is better)")
+    split = f" on the {ranking.score_split} split" if is_quality_metric(ranking.score) else ""
+    keys.append(f"{ranking.score}{split} ({direction} is better)")
     shown = "" if ranking.use_gate_first else "; the gate is shown, not ranked on"
     return f"ranked by {', then '.join(keys)}{shown}; baseline rows are unranked references"
 
