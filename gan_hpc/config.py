@@ -534,11 +534,16 @@ class TrialConfig:
 def load_trial_config(path: Path, overrides: Sequence[str] = ()) -> TrialConfig:
     """Load a trial config from YAML/JSON; a sweep spec's ``base:`` block is taken as the trial.
 
-    Relative data paths become absolute (:func:`with_absolute_data_paths`).
+    A spec's ``ranking:`` block becomes the trial's ``convergence``, as it does for the sweep's
+    own trials, so one trial of a spec picks its best checkpoint by the spec's rule. Relative
+    data paths become absolute (:func:`with_absolute_data_paths`).
     """
     document = load_yaml(path)
     if "base" in document:  # a sweep spec: train its base trial config
-        document = document.get("base") or {}
+        ranking = document.get("ranking")
+        document = dict(document.get("base") or {})
+        if ranking is not None:
+            document["convergence"] = ranking
     document = apply_overrides(document, overrides)
     return with_absolute_data_paths(TrialConfig.from_dict(document, source=str(path)))
 
