@@ -11,7 +11,12 @@ watched for ``--window-s`` seconds, then interrupted (its jobs are cancelled). P
 - the driver's memory in all: the `gan-hpc sweep run` process and every process under it (Ray's
   gcs_server, raylet, workers and actors), summed RSS and summed PSS (``/proc/PID/smaps_rollup``;
   PSS counts shared pages once, closer to what a job's cgroup is charged), peak over the window,
-  and per watched trial.
+  and per watched trial;
+- where the PSS goes at the peak: the driver process, the watcher actors (Tune's trial actors,
+  with their mean), Ray's idle workers and Ray's own processes (gcs_server, raylet, agents...);
+- the floor under one watcher, measured in the same run: a bare Ray actor, and one that has
+  imported ``ray.tune`` (what any Tune trial's actor loads: pandas, pyarrow, ray.data, ray.train),
+  and the watcher's mean PSS as a ratio of the latter.
 
 The test node has 2 CPUs: the partition is oversubscribed for the run (``scontrol update
 PartitionName=... OverSubscribe=FORCE:K``) and restored to its setting afterwards.
@@ -39,6 +44,8 @@ import yaml
 
 OLD_REFRESH_S = 5.0  # the per-watcher rule this replaces: one squeue per job every 5 s
 START_TIMEOUT_S = 900.0
+PROCESS_KINDS = ("driver", "watcher", "idle", "ray")
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own, titled like actors
 
 
 def sweep_spec(name: str, num_trials: int) -> dict:
@@ -127,6 +134,42 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def process_kind(pid: int, driver_pid: int) -> str:
+    """Which of PROCESS_KINDS a process is: driver, watcher, idle or ray (Ray's own)."""
+    if pid == driver_pid:
+        return "driver"
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "ray"
+    if title.startswith("ray::IDLE"):
+        return "idle"
+    if not title.startswith("ray::") or title.startswith(RAY_AGENTS):
+        return "ray"
+    return "watcher"  # Tune's trial actors: ray::ResourceTrainable (with_resources' wrapper)
+
+
+def tune_floor_pss_mib() -> tuple[float, float]:
+    """PSS (MiB) of a bare Ray actor and of one that imported ``ray.tune``, side by side."""
+    import ray  # here only: the sweeps under test start their own Ray runtimes
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def pid(self, module: str) -> int:
+            if module:
+                __import__(module)
+            return os.getpid()
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        bare, tune = Probe.remote(), Probe.remote()
+        pids = ray.get([bare.pid.remote(""), tune.pid.remote("ray.tune")])
+        time.sleep(2.0)
+        return memory_kib(pids[0])[1] / 1024, memory_kib(pids[1])[1] / 1024
+    finally:
+        ray.shutdown()
+
+
 def job_states(job_name: str) -> list[str]:
     """The states of the queued and running jobs named ``job_name``."""
     out = subprocess.run(
@@ -190,10 +233,20 @@ def measure(num_trials: int, window_s: float, root: Path) -> dict[str, float]:
         calls_start, start = poll_counts(sweep_dir)
         rpcs_start = squeue_rpcs()
         peak_rss = peak_pss = 0
+        parts: dict[str, int] = {}  # PSS KiB by process_kind at the peak
+        num_watchers = 0
         while time.monotonic() - start < window_s:
-            usage = [memory_kib(pid) for pid in descendants(driver.pid)]
-            peak_rss = max(peak_rss, sum(u[0] for u in usage))
-            peak_pss = max(peak_pss, sum(u[1] for u in usage))
+            sample: dict[str, int] = {}
+            rss = watchers = 0
+            for pid in descendants(driver.pid):
+                pid_rss, pid_pss = memory_kib(pid)
+                kind = process_kind(pid, driver.pid)
+                sample[kind] = sample.get(kind, 0) + pid_pss
+                watchers += kind == "watcher" and pid_pss > 0
+                rss += pid_rss
+            peak_rss = max(peak_rss, rss)
+            if sum(sample.values()) > peak_pss:
+                peak_pss, parts, num_watchers = sum(sample.values()), sample, watchers
             time.sleep(2.0)
         calls_end, end = poll_counts(sweep_dir)
         rpcs = squeue_rpcs() - rpcs_start
@@ -216,6 +269,8 @@ def measure(num_trials: int, window_s: float, root: Path) -> dict[str, float]:
         "sdiag": rpcs / minutes,
         "rss_gib": peak_rss / 2**20,
         "pss_gib": peak_pss / 2**20,
+        "num_watchers": num_watchers,
+        **{f"{kind}_mib": parts.get(kind, 0) / 1024 for kind in PROCESS_KINDS},
     }
 
 
@@ -234,6 +289,7 @@ def main() -> None:
     ):
         for num_trials in args.trials:
             rows[num_trials] = measure(num_trials, args.window_s, Path(tmp))
+    bare_mib, tune_mib = tune_floor_pss_mib()
     print(f"window {args.window_s:.0f} s with all trials running; calls = squeue + sacct per min")
     header = (
         f"{'trials':>6s} {'calls before':>12s} {'calls after':>11s} {'ratio':>6s} "
@@ -249,6 +305,21 @@ def main() -> None:
             f"{row['rss_gib'] * 1024 / num_trials:7.0f}MB "
             f"{row['pss_gib'] * 1024 / num_trials:7.0f}MB"
         )
+    print("\nPSS at the peak, MiB: the driver, its watchers (and each), idle workers, Ray's own")
+    print(
+        f"{'trials':>6s} {'driver':>7s} {'watchers':>9s} {'each':>6s} {'vs floor':>8s} "
+        f"{'idle':>6s} {'ray':>6s}"
+    )
+    for num_trials, row in rows.items():
+        each = row["watcher_mib"] / max(row["num_watchers"], 1)
+        print(
+            f"{num_trials:6d} {row['driver_mib']:7.0f} {row['watcher_mib']:9.0f} {each:6.0f} "
+            f"{each / tune_mib:8.2f} {row['idle_mib']:6.0f} {row['ray_mib']:6.0f}"
+        )
+    print(
+        f"floor, same run: a bare Ray actor {bare_mib:.0f} MiB PSS; one that imported ray.tune "
+        f"(any Tune trial's actor) {tune_mib:.0f} MiB"
+    )
     print("targets: 32 trials within 2 GiB of driver memory in all, 100 within 4 GiB")
 
 

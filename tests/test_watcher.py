@@ -1,15 +1,18 @@
-"""A trial's watcher stays light: what it runs imports no torch, scikit-learn or matplotlib."""
+"""A trial's watcher stays light: no torch, scikit-learn or matplotlib, and few Ray processes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ray import tune
 
+from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
 from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
 from gan_hpc.sweep.watcher import TRIAL_KEY, SweepContext, TrialWatcher
@@ -95,3 +98,60 @@ def test_watcher_actor_imports_no_torch(tmp_path: Path) -> None:
     assert results.errors == []
     assert results[0].metrics["heavy"] == ""
     assert (sweep_dir / TRIALS_DIR / "trial_0000" / "config.json").is_file()
+
+
+def _idle_workers() -> list[int]:
+    """The idle Ray workers under this process (the local Ray runtime it started)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::IDLE"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_launcher_whose_watchers_hold_no_real_cpus_declares_only_their_share() -> None:
+    slurm = get_launcher("slurm")
+    assert slurm.watcher_cpus == 0.01
+    assert [slurm.ray_cpus(n) for n in (1, 32, 100, 101)] == [1, 1, 1, 2]
+    assert get_launcher("local").ray_cpus(32) is None  # local ranks run on this machine's CPUs
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_drivers_ray_holds_32_slurm_watchers_with_one_idle_worker() -> None:
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from gan_hpc.sweep.tune import _start_ray
+
+    slurm = get_launcher("slurm")
+    _start_ray(slurm.ray_cpus(32))
+    try:
+        assert ray.cluster_resources()["CPU"] == 1
+        # Tune reserves each trial's watcher as a placement group of one bundle: all 32 fit
+        groups = [placement_group([{"CPU": slurm.watcher_cpus}]) for _ in range(32)]
+        ray.get([group.ready() for group in groups], timeout=60)
+        for group in groups:
+            remove_placement_group(group)
+        # Ray prestarts one idle worker per declared CPU: one, whatever the machine's cores
+        deadline = time.monotonic() + 30
+        while not _idle_workers() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # a second one, if Ray were to start it, would be up by now
+        assert len(_idle_workers()) == 1
+    finally:
+        ray.shutdown()

@@ -20,6 +20,7 @@ import abc
 import contextlib
 import ctypes
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -192,6 +193,17 @@ class Launcher(abc.ABC):
         if self.watcher_cpus is None:
             return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
         return {"cpu": self.watcher_cpus}  # the backend's job holds the real resources
+
+    def ray_cpus(self, max_concurrent_trials: int) -> int | None:
+        """The CPUs the driver's Ray runtime declares; None: all of this machine's.
+
+        Ray starts one idle worker process per declared CPU (about 50 MiB each) and keeps
+        that many alive, so watchers that hold no real CPUs declare only their share: on a
+        128-core node the driver would otherwise keep up to 128 idle workers.
+        """
+        if self.watcher_cpus is None:
+            return None
+        return max(1, math.ceil(self.watcher_cpus * max_concurrent_trials))
 
     def submit_driver(
         self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int

@@ -40,8 +40,9 @@ RETIRED_KEYS = {
     "array_parallelism": "each trial is one job; tune.max_concurrent_trials bounds how many run",
 }
 
-DRIVER_BASE_GB = 1.5  # the driver process, the Ray head's processes and a little headroom
-DRIVER_GB_PER_TRIAL = 0.15  # one watcher actor per running trial
+# Measured by bench/driver_scale.py as PSS (what the job's cgroup is charged), plus margin:
+DRIVER_BASE_GB = 1.0  # the driver process and Ray's own processes: 0.7 GiB (0.75 GB)
+DRIVER_GB_PER_TRIAL = 0.15  # one watcher actor per running trial: 0.12 GiB (0.13 GB)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +73,8 @@ class SlurmConfig:
         """The driver job's memory: ``driver_mem_gb``, or sized by its concurrent trials.
 
         Each watched trial is one Ray actor process (about 0.12 GiB PSS, measured by
-        ``bench/driver_scale.py``) on top of the driver and Ray's own processes; the size is
-        rounded up to half a GB.
+        ``bench/driver_scale.py``, nearly all of it what any Tune trial's actor loads) on top of
+        the driver and Ray's own processes (about 0.75 GiB); the size is rounded up to half a GB.
         """
         if self.driver_mem_gb is not None:
             return self.driver_mem_gb

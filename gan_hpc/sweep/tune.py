@@ -560,7 +560,8 @@ def run_sweep(
         sweep_dir: its directory.
         restore: continue the sweep in ``sweep_dir`` (its spec.yaml must exist).
         emit: where the live view's lines go.
-        num_cpus: CPUs for the local Ray runtime (default: all).
+        num_cpus: CPUs for the local Ray runtime (default: the launcher's
+            :meth:`~gan_hpc.launchers.base.Launcher.ray_cpus`).
         use_bar: show the live view as a bar on stderr (a terminal), not lines through emit.
 
     """
@@ -598,7 +599,7 @@ def run_sweep(
             return update_leaderboard(spec, sweep_dir)
         # one scheduler query per interval for all trials' jobs, answered to this run's watchers
         with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
-            _start_ray(num_cpus)
+            _start_ray(num_cpus or launcher.ray_cpus(spec.tune.max_concurrent_trials))
             try:
                 callbacks = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
                 build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
