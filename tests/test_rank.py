@@ -35,7 +35,13 @@ from gan_hpc.sweep.directory import (
     write_spec,
 )
 from gan_hpc.sweep.leaderboard import format_leaderboard, write_leaderboard
-from gan_hpc.sweep.rank import METRIC_COLUMNS, pareto_fronts, rank_trials, ranking_rule
+from gan_hpc.sweep.rank import (
+    BELOW_FLOOR,
+    METRIC_COLUMNS,
+    pareto_fronts,
+    rank_trials,
+    ranking_rule,
+)
 from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
 
 RANKING = ConvergenceConfig(d_acc_min=0.8, fooling_rate_min=0.4, score="d_loss_gap")
@@ -429,3 +435,28 @@ def test_ranking_by_several_metrics_orders_by_pareto_front_then_score(tmp_path: 
 def test_pareto_modes_must_match_the_metrics() -> None:
     with pytest.raises(SpecError, match="pareto_modes.*one mode per metric"):
         config_from_dict(ConvergenceConfig, {"pareto_metrics": ["fooling_rate"]}, source="x.yaml")
+
+
+def test_a_trial_no_better_than_the_floor_baseline_is_flagged_and_ranked_after(
+    tmp_path: Path,
+) -> None:
+    ranking = dataclasses.replace(
+        RANKING,
+        score="quality/frechet_distance",
+        score_mode="min",
+        use_gate_first=False,
+        checkpoint_score=D_LOSS_GAP,
+    )
+    sweep_dir = tmp_path
+    for trial_id, distance in (("a", 21.2), ("b", 35.0), ("c", 12.0)):
+        values = metrics(0.9, 0.5, gap=0.1, **{"quality/frechet_distance": distance})
+        make_trial(sweep_dir, trial_id, result=finished((100, values), (100, values)))
+    floor = {"independent_pixels": {"quality/frechet_distance": 19.8}}
+    board = rank_trials(collect_trials(sweep_dir), ranking, baselines=floor)
+    trials = board[board["state"] != "baseline"]
+    assert list(trials["trial_id"]) == ["c", "a", "b"]
+    assert list(trials["flags"]) == ["", BELOW_FLOOR, BELOW_FLOOR]
+    assert "better than the floor baseline" in ranking_rule(ranking)
+    # without baselines nothing is judged against a floor
+    plain = rank_trials(collect_trials(sweep_dir), ranking)
+    assert list(plain["trial_id"]) == ["c", "a", "b"] and not any(plain["flags"])

@@ -45,7 +45,7 @@ from gan_hpc.quality import (
     TAB_TREND_SIMILARITY,
     QualityReport,
 )
-from gan_hpc.quality.baselines import BASELINE_MEAN_CURVE, BASELINE_PIXELS
+from gan_hpc.quality_names import BASELINE_MEAN_CURVE, BASELINE_PIXELS
 from gan_hpc.sweep.directory import BASELINES_FILE, TRIALS_DIR
 from gan_hpc.sweep.export import export_trial
 from gan_hpc.sweep.rank import BASELINE_PREFIX, sweep_leaderboard

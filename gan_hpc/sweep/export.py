@@ -76,6 +76,7 @@ from gan_hpc.sweep.directory import (
     TRIALS_DIR,
     TrialRecord,
     collect_trials,
+    read_baselines,
     read_spec,
 )
 from gan_hpc.sweep.leaderboard import format_leaderboard
@@ -132,7 +133,10 @@ def export_sweep(
     spec = read_spec(sweep_dir)
     records = collect_trials(sweep_dir)
     ranking = _ranking(spec.ranking, by, mode, records, sweep_dir)
-    board = rank_trials(records, ranking, checkpoint=checkpoint)
+    # the leaderboard's order: baselines flag trials no better than the floor
+    board = rank_trials(
+        records, ranking, checkpoint=checkpoint, baselines=read_baselines(sweep_dir)
+    )
     candidates = [row for row in board.to_dict(orient="records") if not pd.isna(row["step"])]
     if not candidates:
         raise SweepError(f"{sweep_dir}: no trial has been evaluated yet; nothing to export")
