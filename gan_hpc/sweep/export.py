@@ -202,7 +202,9 @@ def _ranking(
         # a metric without a better direction (a loss, an accuracy) is minimised
         mode = base.score_mode if by == base.score else better_mode(by) or "min"
     logger.info("ranking by %s (%s)", by, mode)
-    return dataclasses.replace(base, score=by, score_mode=mode)
+    # a quality metric is read from the spec's split; any other has only one
+    split = base.score_split if is_quality_metric(by) else "test"
+    return dataclasses.replace(base, score=by, score_mode=mode, score_split=split)
 
 
 def _leaderboard_row(bundle: Path) -> dict[str, Any]:
