@@ -281,45 +281,38 @@ def main() -> None:
     parser.add_argument("--partition", default="debug")
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
-    rows = {}
+    bare_mib, tune_mib = tune_floor_pss_mib()
+    print(
+        f"floor, same run: a bare Ray actor {bare_mib:.0f} MiB PSS; one that imported ray.tune "
+        f"(any Tune trial's actor) {tune_mib:.0f} MiB"
+    )
+    print(f"window {args.window_s:.0f} s with all trials running; calls = squeue + sacct per min")
+    print("memory: summed over the driver and every process under it, at the peak; the last five")
+    print("columns split the PSS (MiB): the driver, each watcher (and as a ratio of the floor),")
+    print("idle workers and Ray's own processes. Each row is printed once measured.")
+    print(
+        f"{'trials':>6s} {'calls before':>12s} {'calls after':>11s} {'ratio':>6s} "
+        f"{'sdiag squeue':>12s} {'RSS GiB':>8s} {'PSS GiB':>8s} {'PSS/trial':>9s} "
+        f"{'driver':>7s} {'each':>6s} {'vs floor':>8s} {'idle':>6s} {'ray':>6s}",
+        flush=True,
+    )
     with (
         # ignore_cleanup_errors: a cancelled job may still be writing its last files
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
         oversubscribed(args.partition, math.ceil(max(args.trials) / cpus) + 1),
     ):
         for num_trials in args.trials:
-            rows[num_trials] = measure(num_trials, args.window_s, Path(tmp))
-    bare_mib, tune_mib = tune_floor_pss_mib()
-    print(f"window {args.window_s:.0f} s with all trials running; calls = squeue + sacct per min")
-    header = (
-        f"{'trials':>6s} {'calls before':>12s} {'calls after':>11s} {'ratio':>6s} "
-        f"{'sdiag squeue':>12s} {'RSS GiB':>8s} {'PSS GiB':>8s} {'RSS/trial':>9s} "
-        f"{'PSS/trial':>9s}"
-    )
-    print(header)
-    for num_trials, row in rows.items():
-        ratio = row["before"] / row["after"] if row["after"] else math.inf
-        print(
-            f"{num_trials:6d} {row['before']:12.1f} {row['after']:11.1f} {ratio:6.1f} "
-            f"{row['sdiag']:12.1f} {row['rss_gib']:8.2f} {row['pss_gib']:8.2f} "
-            f"{row['rss_gib'] * 1024 / num_trials:7.0f}MB "
-            f"{row['pss_gib'] * 1024 / num_trials:7.0f}MB"
-        )
-    print("\nPSS at the peak, MiB: the driver, its watchers (and each), idle workers, Ray's own")
-    print(
-        f"{'trials':>6s} {'driver':>7s} {'watchers':>9s} {'each':>6s} {'vs floor':>8s} "
-        f"{'idle':>6s} {'ray':>6s}"
-    )
-    for num_trials, row in rows.items():
-        each = row["watcher_mib"] / max(row["num_watchers"], 1)
-        print(
-            f"{num_trials:6d} {row['driver_mib']:7.0f} {row['watcher_mib']:9.0f} {each:6.0f} "
-            f"{each / tune_mib:8.2f} {row['idle_mib']:6.0f} {row['ray_mib']:6.0f}"
-        )
-    print(
-        f"floor, same run: a bare Ray actor {bare_mib:.0f} MiB PSS; one that imported ray.tune "
-        f"(any Tune trial's actor) {tune_mib:.0f} MiB"
-    )
+            row = measure(num_trials, args.window_s, Path(tmp))
+            ratio = row["before"] / row["after"] if row["after"] else math.inf
+            each = row["watcher_mib"] / max(row["num_watchers"], 1)
+            print(
+                f"{num_trials:6d} {row['before']:12.1f} {row['after']:11.1f} {ratio:6.1f} "
+                f"{row['sdiag']:12.1f} {row['rss_gib']:8.2f} {row['pss_gib']:8.2f} "
+                f"{row['pss_gib'] * 1024 / num_trials:7.0f}MB "
+                f"{row['driver_mib']:7.0f} {each:6.0f} {each / tune_mib:8.2f} "
+                f"{row['idle_mib']:6.0f} {row['ray_mib']:6.0f}",
+                flush=True,
+            )
     print("targets: 32 trials within 2 GiB of driver memory in all, 100 within 4 GiB")
 
 

@@ -39,6 +39,7 @@ LossName = Literal["bce", "bce_logits", "hinge", "lsgan", "wasserstein", "wgan_g
 OptimizerName = Literal["adam", "sgd", "rmsprop"]
 Device = Literal["auto", "cpu", "cuda"]
 Mode = Literal["min", "max"]
+ScoreSplit = Literal["test", "validation"]
 GuardAction = Literal["stop", "flag"]
 
 QUALITY_PREFIX = "quality/"  # every held-out quality metric's name starts with this
@@ -244,6 +245,9 @@ class ModelConfig:
     gumbel_tau: float = 0.5
     use_ema: bool = True
     ema_decay: float = 0.999
+    # mlp discriminators: judge packs of this many samples at once (PacGAN, Lin et al. 2018),
+    # so a generator that repeats itself is easy to tell apart; 1 judges samples one by one
+    pac: int = 1
 
     def __post_init__(self) -> None:
         require(1 <= self.latent_dim <= 4096, "latent_dim", "must be in 1..4096")
@@ -255,6 +259,12 @@ class ModelConfig:
         )
         require(self.gumbel_tau > 0, "gumbel_tau", "must be > 0")
         require(0 < self.ema_decay < 1, "ema_decay", f"must be in (0, 1), got {self.ema_decay}")
+        require(1 <= self.pac <= 64, "pac", f"must be in 1..64, got {self.pac}")
+        require(
+            self.pac == 1 or (self.family == "mlp" and self.conditioning == "concat"),
+            "pac",
+            "packs exist for family 'mlp' with conditioning 'concat' only; set pac: 1",
+        )
         require(
             not getattr(self.generator, "residual", False) or self.family == "mlp",
             "generator.residual",
@@ -352,6 +362,11 @@ class ConvergenceConfig:
     num_eval_samples: int = 1000  # fakes for the fooling rate / D accuracy
     score: str = "d_loss_gap"  # metric that ranks trials within a gate group
     score_mode: Mode = "min"
+    # where a quality score is read: "test", scored on the test split when a trial ends, or
+    # "validation", scored on the validation split at the best checkpoint's evaluation (needs
+    # use_quality_at_evaluations), so choosing the winner never sees the test data the
+    # leaderboard's quality columns report
+    score_split: ScoreSplit = "test"
     checkpoint_score: str | None = None  # None: ``score`` picks the best checkpoint too
     checkpoint_score_mode: Mode = "min"
     # several metrics at once: trials are ranked by Pareto front first (1 = not dominated),
@@ -374,6 +389,13 @@ class ConvergenceConfig:
             f"'{self.score}' is computed when a trial ends; name a metric of every evaluation "
             "that picks the best checkpoint (e.g. checkpoint_score: d_loss_gap), or set "
             "use_quality_at_evaluations: true",
+        )
+        require(
+            self.score_split == "test" or (at_evaluations and is_quality_metric(self.score)),
+            "score_split",
+            f"'validation' reads a quality score scored at every evaluation; rank by a "
+            f"quality/... score with use_quality_at_evaluations: true, or set score_split: test "
+            f"(score is '{self.score}')",
         )
         require(
             len(self.pareto_modes) == len(self.pareto_metrics),
@@ -512,11 +534,16 @@ class TrialConfig:
 def load_trial_config(path: Path, overrides: Sequence[str] = ()) -> TrialConfig:
     """Load a trial config from YAML/JSON; a sweep spec's ``base:`` block is taken as the trial.
 
-    Relative data paths become absolute (:func:`with_absolute_data_paths`).
+    A spec's ``ranking:`` block becomes the trial's ``convergence``, as it does for the sweep's
+    own trials, so one trial of a spec picks its best checkpoint by the spec's rule. Relative
+    data paths become absolute (:func:`with_absolute_data_paths`).
     """
     document = load_yaml(path)
     if "base" in document:  # a sweep spec: train its base trial config
-        document = document.get("base") or {}
+        ranking = document.get("ranking")
+        document = dict(document.get("base") or {})
+        if ranking is not None:
+            document["convergence"] = ranking
     document = apply_overrides(document, overrides)
     return with_absolute_data_paths(TrialConfig.from_dict(document, source=str(path)))
 

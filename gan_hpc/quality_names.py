@@ -13,6 +13,13 @@ import difflib
 from gan_hpc.config import Mode
 from gan_hpc.errors import SpecError
 
+# the reference rows every sweep's data gets (baselines.json), by name
+BASELINE_REAL = "real_data"  # the ceiling of every data kind
+BASELINE_MARGINALS = "independent_marginals"  # the tabular floor
+BASELINE_MEAN_CURVE = "mean_curve"  # the signal floor
+BASELINE_PIXELS = "independent_pixels"  # the image floor
+FLOOR_BASELINES = (BASELINE_MARGINALS, BASELINE_MEAN_CURVE, BASELINE_PIXELS)
+
 DETECTION_AUC = "quality/detection_auc"  # cross-validated ROC-AUC, real vs generated; 0.5 best
 DETECTION_SCORE = "quality/detection_score"  # 1 - 2 |AUC - 0.5|, in [0, 1]; 1 best
 

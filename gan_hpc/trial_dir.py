@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
-from gan_hpc.config import ConvergenceConfig, TrialConfig
+from gan_hpc.config import ConvergenceConfig, TrialConfig, is_quality_metric
 from gan_hpc.convergence import EPOCH, STEP, WALL_TIME_S, selection_key
 from gan_hpc.errors import GanHpcError, SpecError
 from gan_hpc.files import (
@@ -54,6 +55,7 @@ TENSORBOARD_DIR = "tensorboard"
 LOGS_DIR = "logs"
 # result.json: a best/last record's held-out quality entry (sample sizes, notes, seconds)
 QUALITY_KEY = "quality"
+VALIDATION_KEY = "validation"  # a record's quality figures on the validation split
 
 # Exit statuses of `python -m gan_hpc.trial.train`; the launcher reads status.json for the details.
 EXIT_OK = 0  # finished, diverged or halted (status.json says which)
@@ -121,12 +123,16 @@ class CheckpointRecord:
     ``result.json``'s ``best`` and ``last`` are these. ``checkpoint`` is relative to the trial
     directory, and None for a record read from ``metrics.jsonl`` (no ``result.json`` yet);
     ``quality`` is the held-out scoring's sample sizes, notes and seconds, when it ran.
+    ``validation`` holds the quality figures scored on the validation split at this
+    evaluation (``convergence.use_quality_at_evaluations``); once a trial ends, ``metrics``
+    holds the test split's instead.
     """
 
     step: int
     metrics: dict[str, float]
     checkpoint: str | None = None
     quality: dict[str, Any] | None = None
+    validation: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CheckpointRecord:
@@ -136,18 +142,30 @@ class CheckpointRecord:
             KeyError, TypeError, ValueError: not a record (no step, metrics not a mapping).
 
         """
-        quality = raw.get(QUALITY_KEY)
+        quality, validation = raw.get(QUALITY_KEY), raw.get(VALIDATION_KEY)
         return cls(
             step=int(raw["step"]),
             metrics=numeric_metrics(raw["metrics"]),
             checkpoint=str(raw["checkpoint"]) if raw.get("checkpoint") else None,
             quality=dict(quality) if isinstance(quality, Mapping) else None,
+            validation=numeric_metrics(validation) if isinstance(validation, Mapping) else None,
         )
 
     @classmethod
     def from_metrics_line(cls, record: Mapping[str, Any]) -> CheckpointRecord:
         """A ``metrics.jsonl`` record as an evaluation (its numeric values, step included)."""
         return cls(step=int(record[METRICS_KEY]), metrics=numeric_metrics(record))
+
+    def score(self, ranking: ConvergenceConfig) -> float:
+        """The ranking score of this record (NaN when it has none).
+
+        A quality score comes from ``ranking.score_split``: the validation figures of this
+        evaluation, or the test split's that ``metrics`` holds; both exist once the trial has
+        ended and been scored (``result.json``), so a trial still running has no score yet.
+        """
+        use_validation = ranking.score_split == "validation" and is_quality_metric(ranking.score)
+        source = (self.validation or {}) if use_validation else self.metrics
+        return source.get(ranking.score, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON, as ``result.json`` holds it."""
@@ -158,6 +176,8 @@ class CheckpointRecord:
         }
         if self.quality is not None:
             out[QUALITY_KEY] = dict(self.quality)
+        if self.validation is not None:
+            out[VALIDATION_KEY] = dict(self.validation)
         return out
 
 

@@ -144,3 +144,16 @@ def test_a_sweep_in_which_no_trial_trained_exits_1(
     trained = failed.assign(state=["finished", "failed", "baseline"], step=[40, None, None])
     assert _print_summary(trained, tmp_path, spec) == 0
     assert "trial_0000" in capsys.readouterr().out
+
+
+def test_one_trial_of_a_spec_picks_its_checkpoint_by_the_specs_ranking() -> None:
+    from gan_hpc.config import load_trial_config
+    from gan_hpc.sweep.spec import load_sweep_spec
+
+    spec_path = REPO / "sweeps" / "adult_mlp.yaml"
+    spec = load_sweep_spec(spec_path)
+    trial = load_trial_config(spec_path)
+    assert trial.convergence == spec.ranking == spec.base.convergence
+    assert trial.convergence.checkpoint_score == "quality/tabular_score"
+    changed = load_trial_config(spec_path, ["convergence.checkpoint_score=d_loss_gap"])
+    assert changed.convergence.checkpoint_score == "d_loss_gap"

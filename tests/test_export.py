@@ -612,3 +612,34 @@ def test_sample_generator_is_what_load_generator_returns(exports: dict[str, Any]
     assert "load_generator" in gan_hpc.__all__
     with pytest.raises(SpecError, match="positive int"):
         generator.sample(0)
+
+
+def test_ranking_by_another_metric_keeps_the_split_for_quality_metrics_only(
+    tmp_path: Path,
+) -> None:
+    from gan_hpc.config import ConvergenceConfig
+    from gan_hpc.sweep.directory import TrialRecord
+    from gan_hpc.sweep.export import _ranking
+    from gan_hpc.trial_dir import CheckpointRecord
+
+    tstr = "quality/ml_efficacy_tstr"
+    spec_ranking = ConvergenceConfig(
+        score=tstr,
+        score_mode="max",
+        score_split="validation",
+        use_quality_at_evaluations=True,
+        checkpoint_score="quality/tabular_score",
+        checkpoint_score_mode="max",
+    )
+    record = CheckpointRecord(step=10, metrics={"fooling_rate": 0.5, "quality/detection_auc": 0.7})
+    trial = TrialRecord(
+        trial_id="t", path=tmp_path, state="finished", step=10, params={}, best=record, last=record
+    )
+    by_rate = _ranking(spec_ranking, "fooling_rate", None, [trial], tmp_path)
+    assert (by_rate.score, by_rate.score_mode, by_rate.score_split) == (
+        "fooling_rate",
+        "max",
+        "test",
+    )
+    by_auc = _ranking(spec_ranking, "quality/detection_auc", None, [trial], tmp_path)
+    assert by_auc.score_split == "validation"

@@ -582,3 +582,36 @@ def test_residual_generator_passes_its_input_on() -> None:
     assert_every_parameter_has_grad(generator)
     with pytest.raises(ValueError, match="generator.residual"):
         ModelConfig(family="dcgan", generator=GeneratorNetworkConfig(residual=True))
+
+
+def test_a_packing_discriminator_judges_packs_of_samples() -> None:
+    torch.manual_seed(0)
+    schema = schema_for("tabular", "class")
+    discriminator = DISCRIMINATORS["mlp"](config=tiny_config("mlp", pac=4), schema=schema)
+    in_features = 9 + 3  # a row and its condition embedding, four of them side by side
+    assert discriminator.trunk[0].in_features == 4 * in_features
+    rows = torch.randn(10, 9)  # 10 rows: two full packs and one completed with the first rows
+    cond = sample_condition(schema, 10)
+    scores = discriminator(rows, cond)
+    assert scores.shape == (10,)
+    assert torch.equal(scores[:4], scores[0].expand(4)) and torch.equal(
+        scores[4:8], scores[4].expand(4)
+    )
+    assert scores[0] != scores[4]
+    # a pack's score depends on every row in it, and on no row of another pack
+    changed = rows.clone()
+    changed[5] += 1.0
+    moved = discriminator(changed, cond)
+    assert torch.equal(moved[:4], scores[:4]) and not torch.equal(moved[4:8], scores[4:8])
+    moved.sum().backward()
+    assert_every_parameter_has_grad(discriminator)
+    gradient_penalty(discriminator, rows, torch.randn(10, 9), cond).backward()
+
+
+def test_packs_exist_for_concat_mlp_discriminators_only() -> None:
+    with pytest.raises(ValueError, match="pac"):
+        ModelConfig(family="dcgan", pac=2)
+    with pytest.raises(ValueError, match="pac"):
+        ModelConfig(conditioning="projection", pac=2)
+    with pytest.raises(ValueError, match="pac"):
+        ModelConfig(pac=0)

@@ -25,12 +25,8 @@ from gan_hpc.quality import (
     SignalInputs,
     evaluate_quality,
 )
-from gan_hpc.quality.baselines import (
-    BASELINE_PIXELS,
-    BASELINE_REAL,
-    image_baselines,
-    independent_pixels,
-)
+from gan_hpc.quality.baselines import image_baselines, independent_pixels
+from gan_hpc.quality_names import BASELINE_PIXELS, BASELINE_REAL
 
 PIXELS = (0.0, 16.0)  # the digits' pixel range
 

@@ -21,14 +21,9 @@ from gan_hpc.quality import (
     TabularInputs,
     evaluate_quality,
 )
-from gan_hpc.quality.baselines import (
-    BASELINE_MEAN_CURVE,
-    BASELINE_REAL,
-    mean_curve,
-    replicate_curves,
-    signal_baselines,
-)
+from gan_hpc.quality.baselines import mean_curve, replicate_curves, signal_baselines
 from gan_hpc.quality.signals import to_decibels
+from gan_hpc.quality_names import BASELINE_MEAN_CURVE, BASELINE_REAL
 
 PLATE = SyntheticFrfConfig(num_points=200, num_frequencies=128, seed=0)
 

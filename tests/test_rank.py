@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from gan_hpc.config import ConvergenceConfig, TrialConfig
-from gan_hpc.config_validation import config_from_dict
+from gan_hpc.config_validation import ConfigValueError, config_from_dict
 from gan_hpc.convergence import (
     CONVERGED,
     D_ACC_HELDOUT,
@@ -35,7 +35,13 @@ from gan_hpc.sweep.directory import (
     write_spec,
 )
 from gan_hpc.sweep.leaderboard import format_leaderboard, write_leaderboard
-from gan_hpc.sweep.rank import METRIC_COLUMNS, pareto_fronts, rank_trials, ranking_rule
+from gan_hpc.sweep.rank import (
+    BELOW_FLOOR,
+    METRIC_COLUMNS,
+    pareto_fronts,
+    rank_trials,
+    ranking_rule,
+)
 from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict, trial_config_for
 
 RANKING = ConvergenceConfig(d_acc_min=0.8, fooling_rate_min=0.4, score="d_loss_gap")
@@ -153,6 +159,44 @@ def test_score_max_mode(tmp_path: Path) -> None:
     df = rank_trials(collect_trials(tmp_path), ranking)
     assert list(df["trial_id"]) == ["b", "a", "c"]
     assert list(df["score"]) == [0.7, 0.5, 0.9]
+
+
+def test_a_validation_split_score_ranks_without_the_test_figures(tmp_path: Path) -> None:
+    tstr = "quality/ml_efficacy_tstr"
+    for trial_id, validation, test in (("a", 0.70, 0.80), ("b", 0.75, 0.72)):
+        record = {"step": 100, "metrics": metrics(0.9, 0.5, gap=0.1, **{tstr: test})}
+        make_trial(
+            tmp_path,
+            trial_id,
+            result={
+                **finished((100, record["metrics"]), (100, record["metrics"])),
+                "best": {
+                    **record,
+                    "checkpoint": "checkpoints/best.pt",
+                    "validation": {tstr: validation},
+                },
+            },
+        )
+    # a trial still running (or stopped early) has no score until it ends and is scored
+    make_trial(tmp_path, "c", evaluations=[(100, metrics(0.9, 0.5, gap=0.1, **{tstr: 0.99}))])
+    on_test = dataclasses.replace(
+        RANKING, score=tstr, score_mode="max", use_quality_at_evaluations=True
+    )
+    on_validation = dataclasses.replace(on_test, score_split="validation")
+    by_test = rank_trials(collect_trials(tmp_path), on_test)
+    by_validation = rank_trials(collect_trials(tmp_path), on_validation)
+    assert list(by_test["trial_id"]) == ["a", "b", "c"]
+    assert list(by_validation["trial_id"]) == ["b", "a", "c"]
+    assert list(by_validation["score"])[:2] == [0.75, 0.70]
+    # the leaderboard's quality column still reports the test split
+    assert list(by_validation[tstr])[:2] == [0.72, 0.80]
+    assert "on the validation split" in ranking_rule(on_validation)
+    assert "on the test split" in ranking_rule(on_test)
+
+
+def test_a_validation_split_needs_a_quality_score_scored_at_evaluations() -> None:
+    with pytest.raises(ConfigValueError, match="score_split: 'validation' reads a quality score"):
+        dataclasses.replace(RANKING, score_split="validation")
 
 
 def test_ties_are_broken_by_trial_id(tmp_path: Path) -> None:
@@ -391,3 +435,28 @@ def test_ranking_by_several_metrics_orders_by_pareto_front_then_score(tmp_path: 
 def test_pareto_modes_must_match_the_metrics() -> None:
     with pytest.raises(SpecError, match="pareto_modes.*one mode per metric"):
         config_from_dict(ConvergenceConfig, {"pareto_metrics": ["fooling_rate"]}, source="x.yaml")
+
+
+def test_a_trial_no_better_than_the_floor_baseline_is_flagged_and_ranked_after(
+    tmp_path: Path,
+) -> None:
+    ranking = dataclasses.replace(
+        RANKING,
+        score="quality/frechet_distance",
+        score_mode="min",
+        use_gate_first=False,
+        checkpoint_score=D_LOSS_GAP,
+    )
+    sweep_dir = tmp_path
+    for trial_id, distance in (("a", 21.2), ("b", 35.0), ("c", 12.0)):
+        values = metrics(0.9, 0.5, gap=0.1, **{"quality/frechet_distance": distance})
+        make_trial(sweep_dir, trial_id, result=finished((100, values), (100, values)))
+    floor = {"independent_pixels": {"quality/frechet_distance": 19.8}}
+    board = rank_trials(collect_trials(sweep_dir), ranking, baselines=floor)
+    trials = board[board["state"] != "baseline"]
+    assert list(trials["trial_id"]) == ["c", "a", "b"]
+    assert list(trials["flags"]) == ["", BELOW_FLOOR, BELOW_FLOOR]
+    assert "better than the floor baseline" in ranking_rule(ranking)
+    # without baselines nothing is judged against a floor
+    plain = rank_trials(collect_trials(sweep_dir), ranking)
+    assert list(plain["trial_id"]) == ["c", "a", "b"] and not any(plain["flags"])

@@ -45,11 +45,12 @@ from gan_hpc.quality import (
     TAB_TREND_SIMILARITY,
     QualityReport,
 )
-from gan_hpc.quality.baselines import BASELINE_MEAN_CURVE, BASELINE_PIXELS
+from gan_hpc.quality_names import BASELINE_MEAN_CURVE, BASELINE_PIXELS
 from gan_hpc.sweep.directory import BASELINES_FILE, TRIALS_DIR
 from gan_hpc.sweep.export import export_trial
 from gan_hpc.sweep.rank import BASELINE_PREFIX, sweep_leaderboard
 from gan_hpc.trial.train import train_trial
+from gan_hpc.trial_dir import CheckpointRecord
 from tests.helpers import small_frf_config
 
 NUM_ROWS = 800
@@ -487,3 +488,16 @@ def test_quality_at_evaluations_picks_the_checkpoint_without_changing_training(
     assert result["best"]["step"] == chosen["step"]
     # the reported figure is the test split's, not the validation score that picked it
     assert result["best"]["metrics"][TAB_TABULAR_SCORE] != chosen[TAB_TABULAR_SCORE]
+    # ...which the record keeps, so a sweep can rank on it without seeing the test split
+    best = CheckpointRecord.from_dict(result["best"])
+    assert best.validation is not None
+    assert best.validation[TAB_TABULAR_SCORE] == pytest.approx(chosen[TAB_TABULAR_SCORE])
+    on_validation = dataclasses.replace(scored_run.convergence, score_split="validation")
+    assert best.score(on_validation) == pytest.approx(chosen[TAB_TABULAR_SCORE])
+    assert best.score(scored_run.convergence) == result["best"]["metrics"][TAB_TABULAR_SCORE]
+    assert not any(
+        is_quality_metric(k)
+        for k in json.loads((tmp_path / "plain/result.json").read_text())["best"].get(
+            "validation", {}
+        )
+    )

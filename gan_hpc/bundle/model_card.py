@@ -196,7 +196,8 @@ def model_card(
         "| --- | --- |",
         *(f"| {k} | {_cell(v)} |" for k, v in sorted(info["metrics"].items())),
         "",
-        f"Ranking score: `{ranking['score']}` ({ranking['score_mode']}) = "
+        f"Ranking score: `{ranking['score']}` ({ranking['score_mode']}, "
+        f"{ranking.get('score_split', 'test')} split) = "
         f"{_cell(ranking['score_value'])}. Gate (d_acc_heldout > {ranking['d_acc_min']} and "
         f"fooling_rate > {ranking['fooling_rate_min']}): "
         f"{'passes' if ranking['gate'] else 'fails'}.",

@@ -52,7 +52,7 @@ from gan_hpc.trial.checkpoint import generator_weights, load_checkpoint
 from gan_hpc.trial.latents import sample_latent
 from gan_hpc.trial.losses import get_loss
 from gan_hpc.trial.models import build_models
-from gan_hpc.trial_dir import QUALITY_KEY
+from gan_hpc.trial_dir import QUALITY_KEY, VALIDATION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -274,9 +274,11 @@ def score_trial_records(
         device: where to run the generators.
 
     Returns:
-        The records with the quality metrics added to their ``metrics`` and a ``quality``
-        entry (sample sizes, notes, seconds). A record whose checkpoint cannot be scored keeps
-        its metrics and gets the reason in ``quality.error``; nothing already trained is lost.
+        The records with the test split's quality metrics in their ``metrics`` and a
+        ``quality`` entry (sample sizes, notes, seconds). Quality figures the record had from
+        its evaluation (the validation split) move to its ``validation`` entry. A record whose
+        checkpoint cannot be scored keeps its metrics and gets the reason in
+        ``quality.error``; nothing already trained is lost.
 
     """
     scored: dict[str, dict[str, Any] | None] = {}
@@ -293,8 +295,11 @@ def score_trial_records(
         outcome = by_checkpoint[checkpoint]
         merged = dict(record)
         evaluation = {k: v for k, v in record["metrics"].items() if not is_quality_metric(k)}
+        validation = {k: v for k, v in record["metrics"].items() if is_quality_metric(k)}
         merged["metrics"] = {**evaluation, **outcome.get("metrics", {})}  # no stale scores
         merged[QUALITY_KEY] = {k: v for k, v in outcome.items() if k != "metrics"}
+        if validation:
+            merged[VALIDATION_KEY] = validation
         scored[which] = merged
     return scored
 

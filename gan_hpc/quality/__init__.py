@@ -24,13 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from gan_hpc.config import QualityConfig
 from gan_hpc.errors import SpecError
-from gan_hpc.quality.baselines import (
-    BASELINE_MARGINALS,
-    BASELINE_REAL,
-    independent_marginals,
-    split_holdout,
-    tabular_baselines,
-)
+from gan_hpc.quality.baselines import independent_marginals, split_holdout, tabular_baselines
 from gan_hpc.quality.cosine import (
     COSINE_FOOLED,
     COSINE_NOT_FOOLED,
@@ -83,7 +77,13 @@ from gan_hpc.quality.types import (
     SignalInputs,
     TabularInputs,
 )
-from gan_hpc.quality_names import HEADLINE_METRICS, METRIC_MODES, metric_mode
+from gan_hpc.quality_names import (
+    BASELINE_MARGINALS,
+    BASELINE_REAL,
+    HEADLINE_METRICS,
+    METRIC_MODES,
+    metric_mode,
+)
 
 logger = logging.getLogger(__name__)
 

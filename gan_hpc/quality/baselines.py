@@ -43,13 +43,14 @@ from gan_hpc.quality.types import (
     SignalRepresentation,
     TabularInputs,
 )
+from gan_hpc.quality_names import (
+    BASELINE_MARGINALS,
+    BASELINE_MEAN_CURVE,
+    BASELINE_PIXELS,
+    BASELINE_REAL,
+)
 
 logger = logging.getLogger(__name__)
-
-BASELINE_REAL = "real_data"  # the ceiling of every data kind
-BASELINE_MARGINALS = "independent_marginals"  # the tabular floor
-BASELINE_MEAN_CURVE = "mean_curve"  # the signal floor
-BASELINE_PIXELS = "independent_pixels"  # the image floor
 
 
 def split_holdout(real_test: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -35,7 +35,14 @@ from gan_hpc.files import atomic_write_json
 from gan_hpc.launchers.base import TrialJob
 from gan_hpc.launchers.registry import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
-from gan_hpc.sweep.directory import CONFIRM_FILE, TRIALS_DIR, TrialRecord, collect_trials, read_spec
+from gan_hpc.sweep.directory import (
+    CONFIRM_FILE,
+    TRIALS_DIR,
+    TrialRecord,
+    collect_trials,
+    read_baselines,
+    read_spec,
+)
 from gan_hpc.sweep.rank import rank_trials
 from gan_hpc.sweep.spec import SweepSpec
 from gan_hpc.trial_dir import (
@@ -85,7 +92,9 @@ def plan_runs(
     if top_k < 1 or num_seeds < 1:
         raise SweepError(f"--top and --seeds must be >= 1, got {top_k} and {num_seeds}")
     records = collect_trials(sweep_dir)
-    board = rank_trials(records, spec.ranking, checkpoint=checkpoint)
+    board = rank_trials(
+        records, spec.ranking, checkpoint=checkpoint, baselines=read_baselines(sweep_dir)
+    )
     top = [row["trial_id"] for row in board.to_dict(orient="records") if not pd.isna(row["step"])]
     if not top:
         raise SweepError(f"{sweep_dir}: no trial has been evaluated yet; nothing to confirm")
@@ -185,7 +194,7 @@ def _chosen(record: TrialRecord | None, checkpoint: CheckpointKind) -> Checkpoin
 
 def _has_score(record: CheckpointRecord, ranking: ConvergenceConfig) -> bool:
     """True when the record holds a finite ranking score."""
-    return math.isfinite(record.metrics.get(ranking.score, math.nan))
+    return math.isfinite(record.score(ranking))
 
 
 def _summary(
@@ -194,8 +203,8 @@ def _summary(
     ranking: ConvergenceConfig,
 ) -> dict[str, Any]:
     """Mean, spread and gate rate of the re-runs, and whether the original held up."""
-    scores = [r.metrics[ranking.score] for r in reruns]
-    original_score = original.metrics.get(ranking.score, math.nan) if original else math.nan
+    scores = [r.score(ranking) for r in reruns]
+    original_score = original.score(ranking) if original else math.nan
     summary: dict[str, Any] = {
         "original_score": original_score,
         "confirm_seeds": len(scores),

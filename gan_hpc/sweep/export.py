@@ -76,6 +76,7 @@ from gan_hpc.sweep.directory import (
     TRIALS_DIR,
     TrialRecord,
     collect_trials,
+    read_baselines,
     read_spec,
 )
 from gan_hpc.sweep.leaderboard import format_leaderboard
@@ -86,7 +87,7 @@ from gan_hpc.trial.checkpoint import (
     load_checkpoint,
     load_latest_valid,
 )
-from gan_hpc.trial_dir import CheckpointKind, TrialDir
+from gan_hpc.trial_dir import CheckpointKind, CheckpointRecord, TrialDir
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,10 @@ def export_sweep(
     spec = read_spec(sweep_dir)
     records = collect_trials(sweep_dir)
     ranking = _ranking(spec.ranking, by, mode, records, sweep_dir)
-    board = rank_trials(records, ranking, checkpoint=checkpoint)
+    # the leaderboard's order: baselines flag trials no better than the floor
+    board = rank_trials(
+        records, ranking, checkpoint=checkpoint, baselines=read_baselines(sweep_dir)
+    )
     candidates = [row for row in board.to_dict(orient="records") if not pd.isna(row["step"])]
     if not candidates:
         raise SweepError(f"{sweep_dir}: no trial has been evaluated yet; nothing to export")
@@ -198,7 +202,9 @@ def _ranking(
         # a metric without a better direction (a loss, an accuracy) is minimised
         mode = base.score_mode if by == base.score else better_mode(by) or "min"
     logger.info("ranking by %s (%s)", by, mode)
-    return dataclasses.replace(base, score=by, score_mode=mode)
+    # a quality metric is read from the spec's split; any other has only one
+    split = base.score_split if is_quality_metric(by) else "test"
+    return dataclasses.replace(base, score=by, score_mode=mode, score_split=split)
 
 
 def _leaderboard_row(bundle: Path) -> dict[str, Any]:
@@ -263,6 +269,9 @@ def export_trial(
     ranking = ranking or config.convergence
     quality = _checkpoint_quality(trial, checkpoint, int(record["step"]), checkpoint_path, config)
     metrics = {str(k): v for k, v in {**record["metrics"], **quality.get("metrics", {})}.items()}
+    # the checkpoint's own record holds its evaluation's figures: quality on the validation split
+    validation = {str(k): v for k, v in record["metrics"].items() if is_quality_metric(str(k))}
+    scored = CheckpointRecord(step=int(record["step"]), metrics=metrics, validation=validation)
     provenance = {
         "trial_id": trial.path.name,
         "checkpoint": checkpoint,
@@ -271,7 +280,7 @@ def export_trial(
         "metrics": metrics,
         "ranking": {
             **dataclasses.asdict(ranking),
-            "score_value": metrics.get(ranking.score),
+            "score_value": scored.score(ranking),
             "gate": gate_holds(record["metrics"], ranking),
         },
         "quality": {k: v for k, v in quality.items() if k != "metrics"},

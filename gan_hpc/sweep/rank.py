@@ -18,6 +18,7 @@ import pandas as pd
 
 from gan_hpc.config import ConvergenceConfig, is_quality_metric
 from gan_hpc.convergence import ALL_CONVERGENCE, CONVERGED, D_ACC_HELDOUT, FOOLING_RATE, gate_holds
+from gan_hpc.quality_names import FLOOR_BASELINES
 from gan_hpc.quality_names import TAB_COLUMN_PREFIX as COLUMN_PREFIX
 from gan_hpc.sweep.directory import (
     TrialRecord,
@@ -28,6 +29,8 @@ from gan_hpc.sweep.directory import (
 from gan_hpc.trial_dir import CheckpointKind, CheckpointRecord
 
 BASELINE_PREFIX = "baseline:"  # trial_id of a baseline row, e.g. baseline:real_data
+# the flag of a trial whose score is no better than the trivial baseline's (the floor)
+BELOW_FLOOR = "below_floor"
 # The convergence metrics shown on the leaderboard; "converged" is the trainer's gate flag,
 # which the "gate" column recomputes with the ranking's thresholds.
 METRIC_COLUMNS: tuple[str, ...] = tuple(m for m in ALL_CONVERGENCE if m != CONVERGED)
@@ -100,13 +103,18 @@ def rank_trials(
                 "step": chosen.step if chosen is not None else None,
                 "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
                 "flags": ",".join(record.flags),
-                "score": metrics.get(ranking.score, math.nan),
+                "score": chosen.score(ranking) if chosen is not None else math.nan,
                 **{name: metrics.get(name, math.nan) for name in METRIC_COLUMNS},
                 **{name: metrics.get(name, math.nan) for name in quality_keys},
                 **{key: record.params.get(key) for key in param_keys},
                 "checkpoint": _checkpoint_path(record, chosen),
             }
         )
+    floor = floor_score(baselines or {}, ranking)
+    if floor is not None:
+        for row in rows:
+            if not _beats(row["score"], floor, ranking):
+                row["flags"] = ",".join(f for f in (row["flags"], BELOW_FLOOR) if f)
     if ranking.pareto_metrics:
         _assign_pareto_fronts(rows, chosen_records, ranking)
     rows.sort(key=lambda row: _sort_key(row, ranking))
@@ -142,6 +150,28 @@ def rank_trials(
         {column: "Int64" for column in ("confirm_seeds", "pareto_front") if column in extra}
     )
     return df.astype(integers)
+
+
+def floor_score(
+    baselines: Mapping[str, Mapping[str, float]], ranking: ConvergenceConfig
+) -> float | None:
+    """The ranking score of the sweep's floor baseline, or None when there is none.
+
+    The floor is the trivial generator of the data kind: independent columns, the mean curve
+    or independent pixels (``baselines.json``, scored on the test split).
+    """
+    for name in FLOOR_BASELINES:
+        value = baselines.get(name, {}).get(ranking.score, math.nan)
+        if math.isfinite(value):
+            return value
+    return None
+
+
+def _beats(score: float | None, floor: float, ranking: ConvergenceConfig) -> bool:
+    """True when ``score`` is strictly better than ``floor``; a missing score is not judged."""
+    if score is None or not math.isfinite(score):
+        return True
+    return score > floor if ranking.score_mode == "max" else score < floor
 
 
 def _quality_columns(*groups: Sequence[Mapping[str, float]]) -> list[str]:
@@ -233,10 +263,11 @@ def ranking_rule(ranking: ConvergenceConfig) -> str:
             f"the gate first ({D_ACC_HELDOUT} > {ranking.d_acc_min:g} and "
             f"{FOOLING_RATE} > {ranking.fooling_rate_min:g})"
         )
-    keys.append("trials no guard flagged")
+    keys.append(f"trials no guard flagged and better than the floor baseline ({BELOW_FLOOR})")
     if ranking.pareto_metrics:
         keys.append(f"Pareto front of {', '.join(ranking.pareto_metrics)}")
-    keys.append(f"{ranking.score} ({direction} is better)")
+    split = f" on the {ranking.score_split} split" if is_quality_metric(ranking.score) else ""
+    keys.append(f"{ranking.score}{split} ({direction} is better)")
     shown = "" if ranking.use_gate_first else "; the gate is shown, not ranked on"
     return f"ranked by {', then '.join(keys)}{shown}; baseline rows are unranked references"
 

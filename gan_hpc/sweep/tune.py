@@ -34,6 +34,7 @@ Sweep directory::
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -457,10 +458,10 @@ def _describe_end(spec: SweepSpec, sweep_dir: Path, trial_id: str) -> str:
         return ""
     result = TrialDir(sweep_dir / TRIALS_DIR / trial_id).read_result()
     best = result.best if result is not None else None
-    value = best.metrics.get(spec.ranking.score) if best is not None else None
-    if value is None:
+    value = best.score(spec.ranking) if best is not None else math.nan
+    if not math.isfinite(value):
         return ""
-    return f" ({spec.ranking.score}={float(value):.4g} on the test split)"
+    return f" ({spec.ranking.score}={value:.4g} on the {spec.ranking.score_split} split)"
 
 
 def _name(trial: Trial) -> str:

@@ -435,10 +435,11 @@ class MlpDiscriminator(nn.Module):
         super().__init__()
         network = config.discriminator
         self.input_condition = _input_condition(config, schema)
-        in_features = schema.num_features + (
+        self.pac = config.pac
+        row_features = schema.num_features + (
             config.condition_embedding_dim if self.input_condition is not None else 0
         )
-        self.trunk = _mlp_trunk(in_features, network, is_discriminator=True)
+        self.trunk = _mlp_trunk(row_features * self.pac, network, is_discriminator=True)
         self.score = _ScoreHead(
             condition=None if self.input_condition is not None else schema.condition,
             config=config,
@@ -452,7 +453,25 @@ class MlpDiscriminator(nn.Module):
         if self.input_condition is not None:
             flat = self.input_condition(flat, cond)
             cond = None  # consumed at the input; the score head is unconditional
-        return self.score(self.trunk(flat), cond)
+        if self.pac == 1:
+            return self.score(self.trunk(flat), cond)
+        return _unpack(self.score(self.trunk(_pack(flat, self.pac)), cond), self.pac, len(flat))
+
+
+def _pack(rows: Tensor, pac: int) -> Tensor:
+    """``[B, F]`` -> ``[ceil(B / pac), pac * F]``: consecutive rows side by side (PacGAN).
+
+    A batch that does not divide evenly is completed with its own first rows.
+    """
+    missing = -len(rows) % pac
+    if missing:
+        rows = torch.cat([rows, rows.repeat(math.ceil(missing / len(rows)), 1)[:missing]])
+    return rows.reshape(len(rows) // pac, -1)
+
+
+def _unpack(pack_scores: Tensor, pac: int, num_rows: int) -> Tensor:
+    """Each pack's score given to each of its rows: ``[P]`` -> ``[num_rows]``."""
+    return pack_scores.repeat_interleave(pac)[:num_rows]
 
 
 # ----------------------------------------------------------------------------- convolutional
