@@ -90,10 +90,15 @@ def rank_trials(
         [c.metrics for c in chosen_records.values() if c is not None],
         list((baselines or {}).values()),
     )
+    floor = floor_score(baselines or {}, ranking)
     rows = []
     for record in records:
         chosen = chosen_records[record.trial_id]
         metrics = chosen.metrics if chosen is not None else {}
+        score = chosen.score(ranking) if chosen is not None else math.nan
+        flags = list(record.flags)
+        if floor is not None and not _beats(score, floor, ranking):
+            flags.append(BELOW_FLOOR)
         rows.append(
             {
                 "trial_id": record.trial_id,
@@ -102,19 +107,14 @@ def rank_trials(
                 "steps_repeated": record.steps_repeated,
                 "step": chosen.step if chosen is not None else None,
                 "gate": bool(chosen is not None and gate_holds(metrics, ranking)),
-                "flags": ",".join(record.flags),
-                "score": chosen.score(ranking) if chosen is not None else math.nan,
+                "flags": ",".join(flags),
+                "score": score,
                 **{name: metrics.get(name, math.nan) for name in METRIC_COLUMNS},
                 **{name: metrics.get(name, math.nan) for name in quality_keys},
                 **{key: record.params.get(key) for key in param_keys},
                 "checkpoint": _checkpoint_path(record, chosen),
             }
         )
-    floor = floor_score(baselines or {}, ranking)
-    if floor is not None:
-        for row in rows:
-            if not _beats(row["score"], floor, ranking):
-                row["flags"] = ",".join(f for f in (row["flags"], BELOW_FLOOR) if f)
     if ranking.pareto_metrics:
         _assign_pareto_fronts(rows, chosen_records, ranking)
     rows.sort(key=lambda row: _sort_key(row, ranking))
@@ -167,9 +167,9 @@ def floor_score(
     return None
 
 
-def _beats(score: float | None, floor: float, ranking: ConvergenceConfig) -> bool:
+def _beats(score: float, floor: float, ranking: ConvergenceConfig) -> bool:
     """True when ``score`` is strictly better than ``floor``; a missing score is not judged."""
-    if score is None or not math.isfinite(score):
+    if not math.isfinite(score):
         return True
     return score > floor if ranking.score_mode == "max" else score < floor
 
