@@ -74,7 +74,8 @@ def rank_trials(
 
     Returns:
         One row per trial: rank, trial_id, state, step (of the record), gate, flags (guards
-        that fired), score, the convergence metrics, the quality metrics (per-column
+        that fired, and :data:`BELOW_FLOOR` when ``baselines`` has a floor the score does not
+        beat), score, the convergence metrics, the quality metrics (per-column
         similarities left out), the searched parameters (by dotted key) and the checkpoint
         path. A trial without an evaluation has no score and ranks last.
 
