@@ -328,7 +328,10 @@ class TrainConfig:
     seed: int = 0
     device: Device = "auto"
     use_bf16: bool = False  # autocast on GPU only
-    num_threads: int = 1  # torch intra-op threads per rank (1 on a 2-core machine)
+    # torch intra-op threads per rank; None: the CPUs the launcher gave each rank (local: the
+    # sweep's resources.cpus_per_trial / world_size; slurm: cpus_per_task), and for a lone
+    # `gan-hpc train` this process's CPUs shared among the node's ranks (dist_env.rank_threads)
+    num_threads: int | None = None
     max_grad_norm: float | None = None  # clip gradient norms when set
     num_tensorboard_samples: int = 64
 
@@ -337,7 +340,7 @@ class TrainConfig:
         require(self.num_steps >= 1, "num_steps", "must be >= 1")
         require(self.eval_every_steps >= 1, "eval_every_steps", "must be >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", "must be >= 1")
-        require(self.num_threads >= 1, "num_threads", "must be >= 1")
+        require(self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1")
         require(
             self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0"
         )

@@ -66,6 +66,24 @@ def dist_env_from_environ(environ: Mapping[str, str] | None = None) -> DistEnv:
     return DistEnv()
 
 
+def rank_threads(configured: int | None, environ: Mapping[str, str] | None = None) -> int:
+    """Torch threads for this rank: ``configured`` (``train.num_threads``) when set.
+
+    Else OMP_NUM_THREADS, which every launcher sets to the CPUs it gave the rank; else (a lone
+    ``gan-hpc train``) the CPUs this process may run on, shared among the node's ranks
+    (LOCAL_WORLD_SIZE, else SLURM_NTASKS_PER_NODE). Never below 1.
+    """
+    if configured is not None:
+        return configured
+    env = os.environ if environ is None else environ
+    allotted = env.get("OMP_NUM_THREADS", "")
+    if allotted.isdigit() and int(allotted) >= 1:
+        return int(allotted)
+    ranks_here = env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE") or "1"
+    ranks = int(ranks_here) if ranks_here.isdigit() and int(ranks_here) >= 1 else 1
+    return max(1, len(os.sched_getaffinity(0)) // ranks)
+
+
 def first_slurm_host(nodelist: str) -> str:
     """First host of a SLURM node list such as ``node[03-05,9],gpu1`` (``scontrol`` if present)."""
     if not nodelist:

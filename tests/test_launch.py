@@ -14,6 +14,7 @@ import pytest
 
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import SAMPLES_PER_S
+from gan_hpc.dist_env import rank_threads
 from gan_hpc.launchers.base import LAUNCH_FILE, LaunchSpec, read_launch, update_launch
 from gan_hpc.launchers.local import stop_leftover_trainers, trainer_pids
 from gan_hpc.launchers.registry import get_launcher
@@ -154,3 +155,23 @@ def test_a_warm_trainer_runs_the_next_trial_as_a_cold_one_would(
     ]
     assert metrics[0] == metrics[1]  # the same config and seed train the same either way
     assert "signal quality" in (second.logs / "rank-0.log").read_text()  # its output: its log
+
+
+CPUS_HERE = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("configured", "environ", "expected"),
+    [
+        (3, {"OMP_NUM_THREADS": "8"}, 3),  # train.num_threads pins the count
+        (None, {"OMP_NUM_THREADS": "4"}, 4),  # else the launcher's allotment
+        (None, {}, CPUS_HERE),  # a lone `gan-hpc train`: every CPU it may run on
+        (None, {"LOCAL_WORLD_SIZE": "2"}, max(1, CPUS_HERE // 2)),  # shared among the ranks
+        (None, {"SLURM_NTASKS_PER_NODE": str(4 * CPUS_HERE)}, 1),  # never below one
+        (None, {"OMP_NUM_THREADS": "0"}, CPUS_HERE),  # a meaningless allotment is ignored
+    ],
+)
+def test_a_rank_trains_with_the_threads_it_was_given(
+    configured: int | None, environ: dict[str, str], expected: int
+) -> None:
+    assert rank_threads(configured, environ) == expected

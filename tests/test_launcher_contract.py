@@ -73,24 +73,34 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return package.parent
 
 
-def _trial(tmp_path: Path, name: str, *, sleep_s: float, exit_status: int) -> TrialDir:
+def _trial(
+    tmp_path: Path,
+    name: str,
+    *,
+    sleep_s: float,
+    exit_status: int,
+    num_threads: int | None = NUM_THREADS,
+) -> TrialDir:
     trial = TrialDir(tmp_path / "sweep" / "trials" / name)
     trial.path.mkdir(parents=True)
     config = small_frf_config()
     trial.write_config(
-        dataclasses.replace(config, train=dataclasses.replace(config.train, num_threads=2))
+        dataclasses.replace(
+            config, train=dataclasses.replace(config.train, num_threads=num_threads)
+        )
     )
     (trial.path / "plan.json").write_text(json.dumps({"sleep_s": sleep_s, "exit": exit_status}))
     return trial
 
 
-def _launch_spec(name: str) -> LaunchSpec:
+def _launch_spec(name: str, *, cpus_per_rank: int = 1) -> LaunchSpec:
+    """One rank, given ``cpus_per_rank`` CPUs in each backend's own terms."""
     settings = None
     if name == "slurm":
         from gan_hpc.launchers.slurm_config import SlurmConfig
 
-        settings = SlurmConfig(timeout_min=5, cpus_per_task=1, signal_delay_s=30)
-    return LaunchSpec(settings=settings, job_name="gan-hpc.contract")
+        settings = SlurmConfig(timeout_min=5, cpus_per_task=cpus_per_rank, signal_delay_s=30)
+    return LaunchSpec(cpus_per_trial=cpus_per_rank, settings=settings, job_name="gan-hpc.contract")
 
 
 def _wait(condition: Any, timeout_s: float = 45.0) -> None:
@@ -140,6 +150,16 @@ def test_a_finished_job_reports_the_trainers_exit_status(
     assert (trial.path / "threads.txt").read_text() == str(NUM_THREADS)
     if expected != EXIT_OK:
         assert job.job_id in job.failure_summary()
+
+
+def test_a_trial_without_a_thread_count_gets_the_cpus_its_backend_gave_each_rank(
+    launcher_name: str, stand_in: Path, tmp_path: Path, started: list[TrialJob]
+) -> None:
+    trial = _trial(tmp_path, "trial_0000", sleep_s=0, exit_status=0, num_threads=None)
+    job = get_launcher(launcher_name).start(trial, _launch_spec(launcher_name, cpus_per_rank=2))
+    started.append(job)
+    assert _ended(job) == EXIT_OK, job.failure_summary()
+    assert (trial.path / "threads.txt").read_text() == "2"
 
 
 def test_a_cancelled_job_stops_and_a_fresh_launcher_never_runs_it_twice(

@@ -309,3 +309,15 @@ def test_ddp_two_ranks_keep_identical_generators(tmp_path: Path) -> None:
     records = TrialDir(out).read_metrics()
     assert [r[names.STEP] for r in records] == [6, 12]
     assert all("quality/log_spectral_error" in r for r in records)
+
+
+def test_a_lone_trial_without_a_thread_count_trains_on_every_cpu_it_may_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gan-hpc train` outside any launcher: no OMP_NUM_THREADS, no pinned count."""
+    for variable in ("OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(variable, raising=False)
+    config = small_frf_config(num_steps=2, eval_every_steps=2)
+    assert config.train.num_threads is None
+    train_trial(config, tmp_path)
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0))

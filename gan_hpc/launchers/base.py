@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gan_hpc.config import TrainConfig
 from gan_hpc.errors import GanHpcError, LaunchError
 from gan_hpc.files import atomic_write_json, read_json
 from gan_hpc.trial_dir import TrialDir
@@ -85,10 +84,11 @@ class LaunchSpec:
 
     ``settings`` is the backend's own block of the sweep spec (e.g. a ``SlurmConfig``), opaque
     here; None: the backend's defaults. How many threads a rank runs is the trial's own
-    ``train.num_threads`` (:func:`rank_threads`).
+    ``train.num_threads``, else the CPUs the backend gives it (:func:`trial_threads`).
     """
 
     world_size: int = 1
+    cpus_per_trial: float = 1.0  # the sweep's resources.cpus_per_trial (the local launcher's share)
     nodes: int = 1
     settings: Any = None
     job_name: str = "gan-hpc"
@@ -228,11 +228,13 @@ class Launcher(abc.ABC):
         )
 
 
-def rank_threads(trial: TrialDir) -> int:
-    """Threads per rank: the trial's ``train.num_threads`` (OMP_NUM_THREADS and torch's).
+def trial_threads(trial: TrialDir, allotted: int) -> int:
+    """Threads per rank: the trial's ``train.num_threads``, else ``allotted`` (the rank's CPUs).
+
+    The launchers hand the count to the ranks as OMP_NUM_THREADS, which torch follows too.
 
     Read without validating the config: one the trainer refuses still starts, and the
-    trainer exits 2 saying why (the default thread count stands in meanwhile).
+    trainer exits 2 saying why (``allotted`` stands in meanwhile).
     """
     try:
         threads = read_json(trial.config_path)["train"]["num_threads"]
@@ -240,7 +242,7 @@ def rank_threads(trial: TrialDir) -> int:
         threads = None
     if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
         return threads
-    return TrainConfig().num_threads
+    return max(1, allotted)
 
 
 def train_command(trial: TrialDir) -> list[str]:

@@ -25,8 +25,8 @@ from gan_hpc.launchers.base import (
     LaunchSpec,
     TrialJob,
     die_with_parent,
-    rank_threads,
     train_command,
+    trial_threads,
 )
 from gan_hpc.trial_dir import WARM_TRAINER_FLAG, TrialDir
 
@@ -163,7 +163,8 @@ class LocalLauncher(Launcher):
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""
         stop_leftover_trainers([trial])  # a killed driver's ranks may still be exiting
         trial.logs.mkdir(parents=True, exist_ok=True)
-        port, threads = free_port(), rank_threads(trial)
+        port = free_port()
+        threads = trial_threads(trial, int(spec.cpus_per_trial // spec.world_size))
         processes, logs = [], []
         for rank in range(spec.world_size):
             env = {

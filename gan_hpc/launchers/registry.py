@@ -118,6 +118,7 @@ def launch_spec_for(
     """
     return LaunchSpec(
         world_size=spec.resources.world_size,
+        cpus_per_trial=spec.resources.cpus_per_trial,
         nodes=spec.resources.nodes,
         settings=spec.launcher_settings.get(spec.launcher),
         job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all

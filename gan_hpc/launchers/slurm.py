@@ -51,9 +51,9 @@ from gan_hpc.launchers.base import (
     LaunchSpec,
     TrialJob,
     die_with_parent,
-    rank_threads,
     read_launch,
     train_command,
+    trial_threads,
     update_launch,
 )
 from gan_hpc.launchers.slurm_config import SlurmConfig
@@ -224,7 +224,7 @@ class TrialTask(submitit.helpers.Checkpointable):
             "WORLD_SIZE": str(dist.world_size),
             "MASTER_ADDR": dist.master_addr,
             "MASTER_PORT": str(dist.master_port),
-            "OMP_NUM_THREADS": str(rank_threads(trial)),
+            "OMP_NUM_THREADS": str(trial_threads(trial, _cpus_per_task())),
             "PYTHONUNBUFFERED": "1",
         }
         self._process = subprocess.Popen(
@@ -274,6 +274,12 @@ class TrialTask(submitit.helpers.Checkpointable):
             f"{restarts} but slurm.max_requeues is {self.max_requeues}; find out why it keeps "
             "stopping (time limit too short? preempted?) or raise slurm.max_requeues"
         )
+
+
+def _cpus_per_task() -> int:
+    """The CPUs SLURM gave this task (``--cpus-per-task``), else 1."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(cpus) if cpus.isdigit() else 1
 
 
 def _trainer_preexec() -> None:

@@ -33,7 +33,7 @@ from gan_hpc._logging import get_logger
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
-from gan_hpc.dist_env import DistEnv, dist_env_from_environ
+from gan_hpc.dist_env import DistEnv, dist_env_from_environ, rank_threads
 from gan_hpc.errors import SpecError
 from gan_hpc.trial.checkpoint import (
     BEST_NAME,
@@ -115,7 +115,7 @@ def train_trial(
     """
     cfg = config
     env = dist_env_from_environ()
-    torch.set_num_threads(cfg.train.num_threads)
+    torch.set_num_threads(rank_threads(cfg.train.num_threads))
     device = select_device(cfg.train.device, env)
     started = time.perf_counter()
     writer = TrialWriter(TrialDir(run_dir), cfg, is_main=env.is_main, report=report or no_report)
