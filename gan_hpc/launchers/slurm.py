@@ -56,7 +56,7 @@ from gan_hpc.launchers.base import (
     train_command,
     update_launch,
 )
-from gan_hpc.launchers.slurm_config import SlurmConfig
+from gan_hpc.launchers.slurm_config import SlurmConfig, slurm_settings
 from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
 from gan_hpc.safety import check_safe_to_unpickle
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
@@ -629,17 +629,6 @@ def submit_driver(
         what="the driver job",
     )
     return output.split(";")[0].strip()
-
-
-def slurm_settings(spec: LaunchSpec) -> SlurmConfig:
-    """The ``slurm:`` block a launch spec carries (the defaults when it carries none)."""
-    if spec.settings is None:
-        return SlurmConfig()
-    if not isinstance(spec.settings, SlurmConfig):
-        raise LaunchError(
-            f"the slurm launcher needs a slurm: block, got {type(spec.settings).__name__}"
-        )
-    return spec.settings
 
 
 def _sbatch_memory(mem_gb: float) -> str:
