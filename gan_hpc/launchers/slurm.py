@@ -16,8 +16,9 @@ task carries only the directory's path, never a checkpoint path. A job requeued 
 
 This module is the only one that imports submitit; the registry
 (:mod:`gan_hpc.launchers.registry`) loads it only when a sweep uses the SLURM launcher. The
-``slurm:`` block it reads is :class:`~gan_hpc.launchers.slurm_config.SlurmConfig`; the calls
-to sbatch, squeue, sacct and scontrol go through :mod:`gan_hpc.launchers.slurm_commands`.
+``slurm:`` block it reads is :class:`~gan_hpc.launchers.slurm_config.SlurmConfig`; the sweep's
+driver job is :mod:`gan_hpc.launchers.slurm_driver`, and the calls to sbatch, squeue, sacct and
+scontrol go through :mod:`gan_hpc.launchers.slurm_commands`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -64,7 +64,8 @@ from gan_hpc.launchers.slurm_commands import (
     slurm_outcome,
     slurm_state,
 )
-from gan_hpc.launchers.slurm_config import SlurmConfig, slurm_settings
+from gan_hpc.launchers.slurm_config import slurm_settings
+from gan_hpc.launchers.slurm_driver import submit_driver
 from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
 from gan_hpc.safety import check_safe_to_unpickle
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
@@ -101,41 +102,6 @@ TAIL_LINES = 8
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
 # torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
-DRIVER_DIR = "driver"  # <sweep_dir>/driver/: the driver job's script and logs
-DRIVER_HEADER = """
-# gan-hpc sweep driver: the Ray Tune driver of one sweep as a small CPU job; every trial is a
-# SLURM job of its own that this driver submits and watches (launcher: slurm).
-#
-#   sbatch [OPTIONS] driver.sbatch SPEC [--out DIR] [--set KEY=VALUE ...]
-#
-# `gan-hpc sweep submit SPEC` writes a copy with these options taken from the spec's slurm:
-# block to <sweep_dir>/driver/driver.sbatch and submits it.
-#
-# Restore-or-start: it runs `gan-hpc sweep run SPEC --resume`, which starts the sweep or, when
-# the sweep directory already holds one, restores it; trial jobs still queued or running are
-# re-attached through the job ids in their trial directories, never submitted twice.
-#
-# Preemption and the time limit: SLURM sends USR2 to this script (--signal=B:USR2@SECONDS); the
-# trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
-# running). The requeued job starts this script again, which restores the sweep.
-#
-# Memory: 1 GB plus 0.15 GB per trial watched at once (tune.max_concurrent_trials; each is a
-# Ray actor process); slurm.driver_mem_gb sets it outright.
-"""
-DRIVER_BODY = """
-job=${SLURM_JOB_ID:?run this script with sbatch}
-requeue() {
-  echo "gan-hpc driver: preemption or time-limit signal; requeueing job $job" >&2
-  scontrol requeue "$job"
-}
-trap requeue USR2
-echo "gan-hpc driver: job $job (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname)" >&2
-"$PYTHON" -m gan_hpc sweep run "$@" --resume &
-driver=$!
-# a trapped signal interrupts `wait`: wait again until the driver itself has exited
-while wait "$driver"; status=$?; kill -0 "$driver" 2>/dev/null; do :; done
-exit "$status"
-"""
 
 
 class TrialTask(submitit.helpers.Checkpointable):
@@ -478,7 +444,10 @@ class SlurmLauncher(Launcher):
     def submit_driver(
         self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
     ) -> str:
-        """Submit the sweep's driver as a SLURM job (:func:`submit_driver`); its job id."""
+        """Submit the sweep's driver as a SLURM job; its job id.
+
+        See :func:`gan_hpc.launchers.slurm_driver.submit_driver`.
+        """
         return submit_driver(spec_path, sweep_dir, spec, watched_trials=watched_trials)
 
     def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
@@ -567,86 +536,6 @@ def find_job(job_name: str, comment: str, since: float) -> str | None:
         if found.strip() == comment and job_id.strip().isdigit():
             return job_id.strip()
     return None
-
-
-def render_driver_script(
-    slurm: SlurmConfig,
-    *,
-    watched_trials: int,
-    job_name: str,
-    log_path: str,
-    python: str = "python3",
-) -> str:
-    """The sbatch script of a sweep driver job (``slurm/driver.sbatch`` is one rendering).
-
-    Args:
-        slurm: the sweep's ``slurm:`` block (driver_* resources, partition, account, qos).
-        watched_trials: the most trials the driver watches at once (sizes its memory).
-        job_name: the job's name.
-        log_path: the job's output file (``%j`` is the job id).
-        python: the interpreter with gan-hpc installed (``$GAN_HPC_PYTHON`` overrides it).
-
-    """
-    options: dict[str, Any] = {
-        "job-name": job_name,
-        "comment": "driver",  # trial jobs carry their trial id here
-        "ntasks": 1,
-        "cpus-per-task": slurm.driver_cpus,
-        "mem": _sbatch_memory(slurm.driver_memory_gb(watched_trials)),
-        "time": slurm.driver_timeout_min,
-        "partition": slurm.partition,
-        "account": slurm.account,
-        "qos": slurm.qos,
-        "requeue": True,
-        # B: signals the batch shell only; its trap requeues the job
-        "signal": f"B:USR2@{slurm.signal_delay_s}",
-        "open-mode": "append",
-        "output": log_path,
-    }
-    lines = ["#!/bin/bash", DRIVER_HEADER.rstrip("\n")]
-    if slurm.driver_mem_gb is None:
-        lines.append(f"# This script's --mem is sized for {watched_trials} concurrent trials.")
-    for key, value in options.items():
-        if value is True:
-            lines.append(f"#SBATCH --{key}")
-        elif value is not None:
-            lines.append(f"#SBATCH --{key}={shlex.quote(str(value))}")
-    lines += ["", "set -uo pipefail", f"PYTHON=${{GAN_HPC_PYTHON:-{shlex.quote(python)}}}"]
-    if slurm.setup:
-        lines += ["", "# slurm.setup", *slurm.setup]
-    return "\n".join(lines) + "\n" + DRIVER_BODY
-
-
-def submit_driver(
-    spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
-) -> str:
-    """Submit the driver of the sweep in ``sweep_dir`` as a SLURM job; returns its job id.
-
-    The script is kept as ``<sweep_dir>/driver/driver.sbatch`` and logs to
-    ``<sweep_dir>/driver/<job_id>.log``; it runs ``gan-hpc sweep run SPEC --resume``.
-    """
-    driver_dir = sweep_dir / DRIVER_DIR
-    driver_dir.mkdir(parents=True, exist_ok=True)
-    script = driver_dir / "driver.sbatch"
-    script.write_text(
-        render_driver_script(
-            slurm_settings(spec),
-            watched_trials=watched_trials,
-            job_name=spec.job_name,
-            log_path=str(driver_dir / "%j.log"),
-            python=sys.executable,
-        )
-    )
-    output = sbatch(
-        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir)],
-        what="the driver job",
-    )
-    return output.split(";")[0].strip()
-
-
-def _sbatch_memory(mem_gb: float) -> str:
-    """Return sbatch's --mem value, as submitit writes it."""
-    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
 
 
 def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit.AutoExecutor:

@@ -5,8 +5,8 @@ a job's state and exit status (:func:`slurm_outcome`, :func:`slurm_state`), a jo
 sbatch, or a refusal as one :class:`~gan_hpc.errors.LaunchError` line with the fix. sbatch
 runs without the SLURM_* variables of a job this process may itself run in (a driver job), so
 the trial jobs it submits get only their own. With no SLURM client reachable, errors end with
-:data:`NO_SLURM_HINT`. Cheap to import: no submitit; the jobs themselves are
-:mod:`gan_hpc.launchers.slurm`.
+:data:`NO_SLURM_HINT`. Cheap to import: no submitit; the trial and driver jobs are
+:mod:`gan_hpc.launchers.slurm` and :mod:`gan_hpc.launchers.slurm_driver`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Cheap to import (no submitit): the sweep spec validates this block through the launcher
 registry (:mod:`gan_hpc.launchers.registry`) at load time, whatever the sweep's launcher. The
-launcher itself is :mod:`gan_hpc.launchers.slurm`; it reads the block from a launch spec with
+launcher itself is :mod:`gan_hpc.launchers.slurm`; it and the driver job
+(:mod:`gan_hpc.launchers.slurm_driver`) read the block from a launch spec with
 :func:`slurm_settings`.
 """
 
