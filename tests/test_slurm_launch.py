@@ -79,8 +79,8 @@ def test_a_job_comment_names_the_trial_its_launch_and_its_sweep(tmp_path: Path) 
 
 
 def test_the_driver_jobs_memory_grows_with_the_trials_it_watches() -> None:
-    from gan_hpc.launchers.slurm import render_driver_script
     from gan_hpc.launchers.slurm_config import SlurmConfig
+    from gan_hpc.launchers.slurm_driver import render_driver_script
 
     def memory_line(slurm: SlurmConfig, trials: int) -> str:
         script = render_driver_script(slurm, watched_trials=trials, job_name="d", log_path="l")

@@ -16,17 +16,16 @@ task carries only the directory's path, never a checkpoint path. A job requeued 
 
 This module is the only one that imports submitit; the registry
 (:mod:`gan_hpc.launchers.registry`) loads it only when a sweep uses the SLURM launcher. The
-``slurm:`` block it reads is :class:`~gan_hpc.launchers.slurm_config.SlurmConfig`.
+``slurm:`` block it reads is :class:`~gan_hpc.launchers.slurm_config.SlurmConfig`; the sweep's
+driver job is :mod:`gan_hpc.launchers.slurm_driver`, and the calls to sbatch, squeue, sacct and
+scontrol go through :mod:`gan_hpc.launchers.slurm_commands`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import tempfile
 import threading
 import time
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,17 @@ from gan_hpc.launchers.base import (
     trial_threads,
     update_launch,
 )
-from gan_hpc.launchers.slurm_config import SlurmConfig
+from gan_hpc.launchers.slurm_commands import (
+    outside_any_job,
+    require_sbatch,
+    run_slurm_command,
+    sbatch,
+    sbatch_message,
+    slurm_outcome,
+    slurm_state,
+)
+from gan_hpc.launchers.slurm_config import slurm_settings
+from gan_hpc.launchers.slurm_driver import submit_driver
 from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, TICK_S, JobPoller, PolledJob, poll_folder
 from gan_hpc.safety import check_safe_to_unpickle
 from gan_hpc.trial_dir import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, FINAL_STATES, TrialDir
@@ -93,42 +102,6 @@ TAIL_LINES = 8
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
 # torchrun's variables, set per task from SLURM's; stale ones from the submitting shell go
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
-NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
-DRIVER_DIR = "driver"  # <sweep_dir>/driver/: the driver job's script and logs
-DRIVER_HEADER = """
-# gan-hpc sweep driver: the Ray Tune driver of one sweep as a small CPU job; every trial is a
-# SLURM job of its own that this driver submits and watches (launcher: slurm).
-#
-#   sbatch [OPTIONS] driver.sbatch SPEC [--out DIR] [--set KEY=VALUE ...]
-#
-# `gan-hpc sweep submit SPEC` writes a copy with these options taken from the spec's slurm:
-# block to <sweep_dir>/driver/driver.sbatch and submits it.
-#
-# Restore-or-start: it runs `gan-hpc sweep run SPEC --resume`, which starts the sweep or, when
-# the sweep directory already holds one, restores it; trial jobs still queued or running are
-# re-attached through the job ids in their trial directories, never submitted twice.
-#
-# Preemption and the time limit: SLURM sends USR2 to this script (--signal=B:USR2@SECONDS); the
-# trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
-# running). The requeued job starts this script again, which restores the sweep.
-#
-# Memory: 1 GB plus 0.15 GB per trial watched at once (tune.max_concurrent_trials; each is a
-# Ray actor process); slurm.driver_mem_gb sets it outright.
-"""
-DRIVER_BODY = """
-job=${SLURM_JOB_ID:?run this script with sbatch}
-requeue() {
-  echo "gan-hpc driver: preemption or time-limit signal; requeueing job $job" >&2
-  scontrol requeue "$job"
-}
-trap requeue USR2
-echo "gan-hpc driver: job $job (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname)" >&2
-"$PYTHON" -m gan_hpc sweep run "$@" --resume &
-driver=$!
-# a trapped signal interrupts `wait`: wait again until the driver itself has exited
-while wait "$driver"; status=$?; kill -0 "$driver" 2>/dev/null; do :; done
-exit "$status"
-"""
 
 
 class TrialTask(submitit.helpers.Checkpointable):
@@ -258,7 +231,7 @@ class TrialTask(submitit.helpers.Checkpointable):
         if restarts >= self.max_requeues:
             self._stop_at_limit(TrialDir(self.trial_dir), job_id, restarts + 1)
         logger.warning("trainer stopped on a signal; requeueing slurm job %s", job_id)
-        _run(["scontrol", "requeue", job_id])
+        run_slurm_command(["scontrol", "requeue", job_id])
         sys.exit(EXIT_REQUEUE)
 
     def _stop_at_limit(self, trial: TrialDir, job_id: str, restarts: int) -> None:
@@ -368,7 +341,9 @@ class SlurmJob(TrialJob):
                     return
                 time.sleep(TICK_S)  # the poller answers a refresh within a tick
                 continue
-            if not _run(["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False).strip():
+            if not run_slurm_command(
+                ["squeue", "-h", "-j", self.job_id, "-o", "%T"], check=False
+            ).strip():
                 return
             time.sleep(1.0)
         logger.warning("slurm job %s still holds its node after scancel", self.job_id)
@@ -415,11 +390,11 @@ class SlurmLauncher(Launcher):
             script = Path(folder) / "check.sbatch"
             slurm_executor = typing.cast(submitit.SlurmExecutor, executor._executor)
             script.write_text(slurm_executor._make_submission_file_text("true", "check"))
-            _sbatch(["--test-only", str(script)], what="trial jobs")
+            sbatch(["--test-only", str(script)], what="trial jobs")
 
     def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Submit launch ``launch`` of the trial as a job whose comment names it."""
-        _require_sbatch()
+        require_sbatch()
         executor = _trial_executor(
             trial.path / SLURM_DIR / "%j", spec, comment=job_comment(trial, launch)
         )
@@ -427,10 +402,10 @@ class SlurmLauncher(Launcher):
             trial_dir=str(trial.path.resolve()), max_requeues=slurm_settings(spec).max_requeues
         )
         try:
-            with _outside_any_job():
+            with outside_any_job():
                 job = executor.submit(task)
         except FailedJobError as exc:
-            message = _sbatch_message(str(exc), "the trial job")
+            message = sbatch_message(str(exc), "the trial job")
             raise LaunchError(f"{trial.path}: {message}") from None
         trial.update_status(state="pending", job_id=str(job.job_id))
         logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
@@ -475,7 +450,10 @@ class SlurmLauncher(Launcher):
     def submit_driver(
         self, spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
     ) -> str:
-        """Submit the sweep's driver as a SLURM job (:func:`submit_driver`); its job id."""
+        """Submit the sweep's driver as a SLURM job; its job id.
+
+        See :func:`gan_hpc.launchers.slurm_driver.submit_driver`.
+        """
         return submit_driver(spec_path, sweep_dir, spec, watched_trials=watched_trials)
 
     def watch_jobs(self, spec: LaunchSpec, sweep_dir: Path) -> JobPoller:
@@ -492,11 +470,13 @@ class SlurmLauncher(Launcher):
         """
         if not trials:
             return
-        _require_sbatch()
+        require_sbatch()
         key = sweep_key(trials[0])
         by_name = {t.path.name: t for t in trials}
         ended_names = {t.path.name for t in ended}
-        out = _run(["squeue", "-h", f"--name={spec.job_name}", "-o", "%i|%k|%T"], check=False)
+        out = run_slurm_command(
+            ["squeue", "-h", f"--name={spec.job_name}", "-o", "%i|%k|%T"], check=False
+        )
         cancelled: list[str] = []
         for line in out.splitlines():
             job_id, comment, state = (line.split("|") + ["", ""])[:3]
@@ -510,11 +490,13 @@ class SlurmLauncher(Launcher):
                 logger.warning("cancelling slurm job %s of %s: %s", job_id, name, why)
                 if launch == current:
                     update_launch(trial, cancelled_job=job_id.strip())
-                _run(["scancel", job_id.strip()], check=False)
+                run_slurm_command(["scancel", job_id.strip()], check=False)
                 cancelled.append(job_id.strip())
         deadline = time.monotonic() + CANCEL_WAIT_S
         while cancelled and time.monotonic() < deadline:  # gone from the node, files final
-            listed = _run(["squeue", "-h", "-j", ",".join(cancelled), "-o", "%i"], check=False)
+            listed = run_slurm_command(
+                ["squeue", "-h", "-j", ",".join(cancelled), "-o", "%i"], check=False
+            )
             if not listed.strip():
                 break
             time.sleep(1.0)
@@ -549,9 +531,9 @@ def parse_comment(comment: str) -> tuple[str, int, str]:
 
 def find_job(job_name: str, comment: str, since: float) -> str | None:
     """The id of the job named ``job_name`` with ``comment``, from squeue, else sacct."""
-    queued = _run(["squeue", "-h", f"--name={job_name}", "-o", "%i|%k"], check=False)
+    queued = run_slurm_command(["squeue", "-h", f"--name={job_name}", "-o", "%i|%k"], check=False)
     start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 300))
-    accounted = _run(
+    accounted = run_slurm_command(
         ["sacct", "-n", "-X", "-P", f"--name={job_name}", "-S", start, "-o", "JobID,Comment"],
         check=False,
     )
@@ -560,97 +542,6 @@ def find_job(job_name: str, comment: str, since: float) -> str | None:
         if found.strip() == comment and job_id.strip().isdigit():
             return job_id.strip()
     return None
-
-
-def render_driver_script(
-    slurm: SlurmConfig,
-    *,
-    watched_trials: int,
-    job_name: str,
-    log_path: str,
-    python: str = "python3",
-) -> str:
-    """The sbatch script of a sweep driver job (``slurm/driver.sbatch`` is one rendering).
-
-    Args:
-        slurm: the sweep's ``slurm:`` block (driver_* resources, partition, account, qos).
-        watched_trials: the most trials the driver watches at once (sizes its memory).
-        job_name: the job's name.
-        log_path: the job's output file (``%j`` is the job id).
-        python: the interpreter with gan-hpc installed (``$GAN_HPC_PYTHON`` overrides it).
-
-    """
-    options: dict[str, Any] = {
-        "job-name": job_name,
-        "comment": "driver",  # trial jobs carry their trial id here
-        "ntasks": 1,
-        "cpus-per-task": slurm.driver_cpus,
-        "mem": _sbatch_memory(slurm.driver_memory_gb(watched_trials)),
-        "time": slurm.driver_timeout_min,
-        "partition": slurm.partition,
-        "account": slurm.account,
-        "qos": slurm.qos,
-        "requeue": True,
-        # B: signals the batch shell only; its trap requeues the job
-        "signal": f"B:USR2@{slurm.signal_delay_s}",
-        "open-mode": "append",
-        "output": log_path,
-    }
-    lines = ["#!/bin/bash", DRIVER_HEADER.rstrip("\n")]
-    if slurm.driver_mem_gb is None:
-        lines.append(f"# This script's --mem is sized for {watched_trials} concurrent trials.")
-    for key, value in options.items():
-        if value is True:
-            lines.append(f"#SBATCH --{key}")
-        elif value is not None:
-            lines.append(f"#SBATCH --{key}={shlex.quote(str(value))}")
-    lines += ["", "set -uo pipefail", f"PYTHON=${{GAN_HPC_PYTHON:-{shlex.quote(python)}}}"]
-    if slurm.setup:
-        lines += ["", "# slurm.setup", *slurm.setup]
-    return "\n".join(lines) + "\n" + DRIVER_BODY
-
-
-def submit_driver(
-    spec_path: Path, sweep_dir: Path, spec: LaunchSpec, *, watched_trials: int
-) -> str:
-    """Submit the driver of the sweep in ``sweep_dir`` as a SLURM job; returns its job id.
-
-    The script is kept as ``<sweep_dir>/driver/driver.sbatch`` and logs to
-    ``<sweep_dir>/driver/<job_id>.log``; it runs ``gan-hpc sweep run SPEC --resume``.
-    """
-    driver_dir = sweep_dir / DRIVER_DIR
-    driver_dir.mkdir(parents=True, exist_ok=True)
-    script = driver_dir / "driver.sbatch"
-    script.write_text(
-        render_driver_script(
-            slurm_settings(spec),
-            watched_trials=watched_trials,
-            job_name=spec.job_name,
-            log_path=str(driver_dir / "%j.log"),
-            python=sys.executable,
-        )
-    )
-    output = _sbatch(
-        ["--parsable", str(script), str(spec_path), "--out", str(sweep_dir)],
-        what="the driver job",
-    )
-    return output.split(";")[0].strip()
-
-
-def slurm_settings(spec: LaunchSpec) -> SlurmConfig:
-    """The ``slurm:`` block a launch spec carries (the defaults when it carries none)."""
-    if spec.settings is None:
-        return SlurmConfig()
-    if not isinstance(spec.settings, SlurmConfig):
-        raise LaunchError(
-            f"the slurm launcher needs a slurm: block, got {type(spec.settings).__name__}"
-        )
-    return spec.settings
-
-
-def _sbatch_memory(mem_gb: float) -> str:
-    """Return sbatch's --mem value, as submitit writes it."""
-    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
 
 
 def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit.AutoExecutor:
@@ -688,115 +579,3 @@ def _trial_executor(folder: Path, spec: LaunchSpec, *, comment: str) -> submitit
         **{key: value for key, value in optional.items() if value is not None},
     )
     return executor
-
-
-def slurm_outcome(job_id: str) -> tuple[str, int | None]:
-    """The job's state word and exit status: the controller's view first, then accounting.
-
-    Returns:
-        (state, exit status or None); ("UNKNOWN", None) when neither knows the job.
-
-    """
-    queued = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False).strip().upper()
-    if queued.split("\n")[0] in ACTIVE_STATES:
-        return queued.split("\n")[0], None
-    out = _run(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id], check=False)
-    lines = [line for line in out.splitlines() if line.strip()]
-    if not lines:
-        return (queued.split("\n")[0] or "UNKNOWN"), None
-    state, _, code = lines[-1].partition("|")
-    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
-    exit_status = code.split(":")[0].strip()
-    return state or "UNKNOWN", int(exit_status) if exit_status.isdigit() else None
-
-
-def slurm_state(job_id: str, *, watcher: Any = None) -> str:
-    """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell.
-
-    Args:
-        job_id: a SLURM job id.
-        watcher: submitit's shared sacct watcher (one sacct call for all of a process's jobs).
-
-    """
-    state = ""
-    if watcher is not None:
-        state = watcher.get_state(job_id, mode="force")
-    else:
-        out = _run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], check=False)
-        state = out.splitlines()[-1] if out.strip() else ""
-    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
-    if state and state != "UNKNOWN":
-        return state
-    # accounting may lag a new job by a few seconds; squeue asks the controller itself
-    out = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False)
-    return out.strip().split("\n")[0].strip().upper() or "UNKNOWN"
-
-
-def _require_sbatch() -> None:
-    """Fail fast when no SLURM client can work here (sbatch would retry a missing conf 60 s)."""
-    if shutil.which("sbatch") is None:
-        raise LaunchError(f"slurm launcher: sbatch is not on PATH; {NO_SLURM_HINT}")
-    conf = os.environ.get("SLURM_CONF")
-    if conf and not Path(conf).is_file():
-        raise LaunchError(f"SLURM_CONF={conf} does not exist; fix SLURM_CONF, or {NO_SLURM_HINT}")
-
-
-def _sbatch(args: Sequence[str], *, what: str) -> str:
-    """Run sbatch; a refusal becomes one LaunchError line with sbatch's own words."""
-    _require_sbatch()
-    result = subprocess.run(
-        ["sbatch", *args], capture_output=True, text=True, env=_environment_outside_jobs()
-    )
-    if result.returncode != 0:
-        raise LaunchError(_sbatch_message(result.stderr, what))
-    return result.stdout.strip()
-
-
-def _sbatch_message(stderr: str, what: str) -> str:
-    """One line from sbatch's error output, with the fix."""
-    errors = [m.strip() for m in re.findall(r"sbatch: (?:error|fatal): (.*)", stderr)]
-    unreachable = ("configuration source", "configuration file", "contact slurm controller")
-    for error in errors:
-        if any(marker in error for marker in unreachable):
-            return f"SLURM is not reachable ({error}); set SLURM_CONF, or {NO_SLURM_HINT}"
-    reasons = [e for e in errors if not e.startswith("Batch job submission failed")] or errors
-    text = "; ".join(dict.fromkeys(reasons)) or " ".join(stderr.split())[-300:]
-    return f"sbatch refused {what}: {text} (check the slurm: block of the sweep spec)"
-
-
-def _environment_outside_jobs() -> dict[str, str]:
-    """Return the environment without the SLURM_* variables of a job this process may run in.
-
-    A driver that runs as a job passes its own SLURM_* variables to sbatch, and srun in the
-    trial job then mixes them with the trial's (e.g. SLURM_MEM_PER_NODE and
-    SLURM_MEM_PER_CPU, which srun refuses together).
-    """
-    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
-
-
-@contextlib.contextmanager
-def _outside_any_job() -> Iterator[None]:
-    """Hide the job's SLURM_* variables while submitit runs sbatch (it takes os.environ)."""
-    saved, outside = dict(os.environ), _environment_outside_jobs()
-    os.environ.clear()
-    os.environ.update(outside)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _run(command: Sequence[str], *, check: bool = True) -> str:
-    """Run a SLURM client command; stdout, or "" when it fails and ``check`` is False."""
-    try:
-        result = subprocess.run(list(command), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        if check:
-            raise LaunchError(f"{command[0]} failed: {exc}; {NO_SLURM_HINT}") from None
-        return ""
-    if result.returncode != 0:
-        if check:
-            raise LaunchError(f"{' '.join(command)}: {' '.join(result.stderr.split())}")
-        return ""
-    return result.stdout

@@ -2,7 +2,9 @@
 
 Cheap to import (no submitit): the sweep spec validates this block through the launcher
 registry (:mod:`gan_hpc.launchers.registry`) at load time, whatever the sweep's launcher. The
-launcher itself is :mod:`gan_hpc.launchers.slurm`.
+launcher itself is :mod:`gan_hpc.launchers.slurm`; it and the driver job
+(:mod:`gan_hpc.launchers.slurm_driver`) read the block from a launch spec with
+:func:`slurm_settings`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gan_hpc.config_validation import config_from_dict, require
-from gan_hpc.errors import SpecError
+from gan_hpc.errors import LaunchError, SpecError
+from gan_hpc.launchers.base import LaunchSpec
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +130,14 @@ def load_slurm_config(raw: Any, *, source: str, key: str = "slurm") -> SlurmConf
     elif raw is not None:
         raise SpecError(f"{source}: {key}: expected a mapping, got {type(raw).__name__}")
     return config_from_dict(SlurmConfig, raw, source=source, prefix=key)
+
+
+def slurm_settings(spec: LaunchSpec) -> SlurmConfig:
+    """The ``slurm:`` block a launch spec carries (the defaults when it carries none)."""
+    if spec.settings is None:
+        return SlurmConfig()
+    if not isinstance(spec.settings, SlurmConfig):
+        raise LaunchError(
+            f"the slurm launcher needs a slurm: block, got {type(spec.settings).__name__}"
+        )
+    return spec.settings

@@ -29,8 +29,9 @@ from gan_hpc.launchers import slurm as slurm_launch
 from gan_hpc.launchers.base import EXIT_CANCELLED, EXIT_LOST, LaunchSpec, read_launch, update_launch
 from gan_hpc.launchers.local import trainer_pids
 from gan_hpc.launchers.registry import get_launcher
-from gan_hpc.launchers.slurm import SlurmJob, job_comment, render_driver_script, sweep_key
+from gan_hpc.launchers.slurm import SlurmJob, job_comment, sweep_key
 from gan_hpc.launchers.slurm_config import SlurmConfig
+from gan_hpc.launchers.slurm_driver import render_driver_script
 from gan_hpc.sweep.watcher import after_job_end
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, TrialDir
 from tests.helpers import small_frf_config
