@@ -20,6 +20,7 @@ from gan_hpc.config import (
 )
 from gan_hpc.data.types import ColumnBlock, ConditionSchema, DataSchema
 from gan_hpc.errors import SpecError
+from gan_hpc.trial.conv_models import conv_depth
 from gan_hpc.trial.ema import ExponentialMovingAverage
 from gan_hpc.trial.latents import sample_condition, sample_latent
 from gan_hpc.trial.layers import resolve_output_activation
@@ -29,7 +30,6 @@ from gan_hpc.trial.models import (
     GENERATORS,
     TabularHead,
     build_models,
-    conv_depth,
     get_family,
     unwrap_model,
 )
