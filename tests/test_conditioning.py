@@ -23,7 +23,8 @@ from gan_hpc.config import TrialConfig
 from gan_hpc.data.datasets import PreparedData, load_dataset
 from gan_hpc.trial.checkpoint import generator_weights, load_checkpoint
 from gan_hpc.trial.latents import sample_latent
-from gan_hpc.trial.models import _InputCondition, build_models
+from gan_hpc.trial.layers import _InputCondition
+from gan_hpc.trial.models import build_models
 from gan_hpc.trial.train import train_trial
 
 pytestmark = pytest.mark.slow  # four toy trials: about 25 s on one core

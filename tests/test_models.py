@@ -20,17 +20,17 @@ from gan_hpc.config import (
 )
 from gan_hpc.data.types import ColumnBlock, ConditionSchema, DataSchema
 from gan_hpc.errors import SpecError
+from gan_hpc.trial.conv_models import conv_depth
 from gan_hpc.trial.ema import ExponentialMovingAverage
 from gan_hpc.trial.latents import sample_condition, sample_latent
+from gan_hpc.trial.layers import resolve_output_activation
 from gan_hpc.trial.losses import get_loss, gradient_penalty
 from gan_hpc.trial.models import (
     DISCRIMINATORS,
     GENERATORS,
     TabularHead,
     build_models,
-    conv_depth,
     get_family,
-    resolve_output_activation,
     unwrap_model,
 )
 
@@ -547,7 +547,7 @@ def test_concat_discriminator_judges_x_and_y_together(
 
 
 def test_fourier_condition_features() -> None:
-    from gan_hpc.trial.models import ConditionEmbedding
+    from gan_hpc.trial.layers import ConditionEmbedding
 
     condition = CONDITIONS["continuous"]
     plain = ConditionEmbedding(condition=condition, dim=5, num_frequencies=0)

@@ -16,8 +16,10 @@ from ray.tune.search import Searcher
 from gan_hpc import convergence as names
 from gan_hpc.errors import LaunchError
 from gan_hpc.launchers.base import EXIT_CANCELLED, EXIT_LOST, read_launch, update_launch
+from gan_hpc.sweep.directory import trial_dirs
+from gan_hpc.sweep.optuna_search import STUDY_FILE, SweepSearcher, has_ended
 from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
-from gan_hpc.sweep.tune import STUDY_FILE, SweepASHA, SweepSearcher, has_ended, trial_dirs
+from gan_hpc.sweep.tune import SweepASHA
 from gan_hpc.sweep.watcher import STOP_FILE, TRIAL_KEY, after_job_end
 from gan_hpc.trial_dir import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, TrialDir
 

@@ -46,7 +46,8 @@ from gan_hpc.data.types import ConditionSchema, DataKind, DataSchema
 from gan_hpc.errors import CheckpointError, GanHpcError, SpecError
 from gan_hpc.files import read_json
 from gan_hpc.trial.latents import sample_condition, sample_latent
-from gan_hpc.trial.models import get_family, resolve_output_activation
+from gan_hpc.trial.layers import resolve_output_activation
+from gan_hpc.trial.models import get_family
 
 logger = logging.getLogger(__name__)
 

@@ -165,6 +165,14 @@ def find_sweep_dir(path: Path) -> Path:
 # ------------------------------------------------------------------------------ the trials
 
 
+def trial_dirs(sweep_dir: Path) -> list[TrialDir]:
+    """The sweep's trial directories, sorted by name (each counts against num_samples)."""
+    root = sweep_dir / TRIALS_DIR
+    if not root.is_dir():
+        return []
+    return [TrialDir(p) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
 def collect_trials(sweep_dir: Path) -> list[TrialRecord]:
     """Read every ``<sweep_dir>/trials/*/`` into a :class:`TrialRecord`, sorted by trial id.
 

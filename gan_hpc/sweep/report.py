@@ -340,7 +340,7 @@ def param_importances(
 
 
 def _optuna_distribution(distribution: Distribution) -> Any:
-    """The Optuna distribution of a search entry (as tune.py samples it)."""
+    """The Optuna distribution of a search entry (as optuna_search.py samples it)."""
     import optuna
 
     if isinstance(distribution, Uniform):

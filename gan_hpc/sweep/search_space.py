@@ -10,7 +10,7 @@ A ``search:`` entry maps a leaf field of the trial config to a distribution::
 Each entry is checked by applying its endpoints (or each choice) to the base config and running
 the TrialConfig validation, so every field rule is reused. ``when`` conditions name other
 search keys or base fields; :func:`search_order_of` puts parents first and rejects cycles.
-Only ``tune.py`` turns this space into Ray or Optuna objects.
+Only ``optuna_search.py`` turns this space into Optuna suggestions.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every trial of a sweep runs one :class:`TrialWatcher` in its own Ray actor, so this module imports
 only ``ray.tune`` and gan_hpc modules that are cheap to import: no torch, no scikit-learn, no
-matplotlib and no Optuna (a test checks it). The searcher, the scheduler and the driver are in
-:mod:`gan_hpc.sweep.tune`.
+matplotlib and no Optuna (a test checks it). The searcher is in
+:mod:`gan_hpc.sweep.optuna_search`, the scheduler and the driver in :mod:`gan_hpc.sweep.tune`.
 """
 
 from __future__ import annotations
