@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+import gan_hpc.quality.tabular as tabular
 from gan_hpc import convergence
 from gan_hpc.config_validation import config_from_dict
 from gan_hpc.errors import DataError, SpecError
@@ -223,6 +224,35 @@ def test_scores_are_reproducible_and_round_trip(tables: dict[str, pd.DataFrame])
     pinned = score(tables, tables["other"], num_rows=400, seed=3, num_threads=1)
     assert pinned.metrics == first.metrics
     assert torch.get_num_threads() == threads
+
+
+def test_the_real_side_is_scored_once_per_split_with_the_same_figures(
+    tables: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial scores the same real rows at every evaluation: TRTR and the holdout's DCR once."""
+    synthetic = shuffle_columns(tables["other"], 7)
+    tabular._REAL_SIDE.clear()
+    fresh = score(tables, synthetic, num_rows=400, seed=5)
+    calls = {"fit": 0, "dcr": 0}
+    fit, dcr = tabular._classification_scores, tabular._closest_distances
+
+    def counted_fit(*args: object, **kwargs: object) -> dict[str, float]:
+        calls["fit"] += 1
+        return fit(*args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_dcr(*args: object) -> np.ndarray:
+        calls["dcr"] += 1
+        return dcr(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tabular, "_classification_scores", counted_fit)
+    monkeypatch.setattr(tabular, "_closest_distances", counted_dcr)
+    again = score(tables, synthetic, num_rows=400, seed=5)
+    assert again.metrics == fresh.metrics
+    assert calls == {"fit": 1, "dcr": 1}  # TSTR and the synthetic rows' DCR only
+
+    other_split = {**tables, "test": make_table(1000, 9)}
+    score(other_split, synthetic, num_rows=400, seed=5)
+    assert calls == {"fit": 3, "dcr": 3}  # a new real split: its real side is scored
 
 
 def test_wide_tables_score_a_recorded_subset_of_pairs(tables: dict[str, pd.DataFrame]) -> None:

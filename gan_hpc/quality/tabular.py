@@ -29,9 +29,13 @@ training set scores near 0 however faithful the copy is.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -307,22 +311,25 @@ def _ml_efficacy(
     features = [c for c in real_train.columns if c != target]
     encoder = fit_table_encoder(real_train, features)
     x_test = encoder.encode(test)
-    out: dict[str, float] = {}
-    for prefix, train in (("tstr", synthetic), ("trtr", real_train)):
+
+    def scores_of(train: pd.DataFrame) -> dict[str, float]:
         x_train = encoder.encode(train)
         if is_regression:
-            scores = _regression_scores(x_train, train[target], x_test, test[target], config)
-        else:
-            scores = _classification_scores(
-                x_train,
-                category_labels(train[target]),
-                x_test,
-                category_labels(test[target]),
-                config,
-            )
+            return _regression_scores(x_train, train[target], x_test, test[target], config)
+        return _classification_scores(
+            x_train, category_labels(train[target]), x_test, category_labels(test[target]), config
+        )
+
+    # TRTR is the same at every evaluation of a trial: real rows only, scored once
+    trtr = _real_side(
+        _fingerprint("trtr", real_train, test, target, is_regression, config.seed),
+        lambda: scores_of(real_train),
+    )
+    out: dict[str, float] = {}
+    for prefix, scores in (("tstr", scores_of(synthetic)), ("trtr", trtr)):
         out.update({f"quality/ml_efficacy_{prefix}{suffix}": v for suffix, v in scores.items()})
-    trtr = out[TAB_TRTR]
-    out[TAB_ML_EFFICACY_RATIO] = out[TAB_TSTR] / trtr if trtr > 0 else math.nan
+    trtr_score = out[TAB_TRTR]
+    out[TAB_ML_EFFICACY_RATIO] = out[TAB_TSTR] / trtr_score if trtr_score > 0 else math.nan
     return out
 
 
@@ -375,6 +382,50 @@ def _regression_scores(
     return {"": r2, "_accuracy": math.nan, "_auc": math.nan}
 
 
+_Value = TypeVar("_Value")
+_REAL_SIDE: OrderedDict[str, object] = OrderedDict()  # fingerprint -> a result from real rows
+_REAL_SIDE_SIZE = 4  # a trial scores two splits (validation, test); a few more for benches
+
+
+def _fingerprint(*parts: object) -> str:
+    """A digest of frames, arrays and plain values: equal content gives an equal key."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(repr(list(part.columns)).encode())
+            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        elif isinstance(part, np.ndarray):
+            digest.update(repr((part.shape, part.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+def _real_side(key: str, compute: Callable[[], _Value]) -> _Value:
+    """``compute()``'s result for the real rows behind ``key``, computed once per process.
+
+    A trial scores the same real rows at every evaluation; only the synthetic side changes.
+    """
+    if key in _REAL_SIDE:
+        _REAL_SIDE.move_to_end(key)
+    else:
+        _REAL_SIDE[key] = compute()
+        while len(_REAL_SIDE) > _REAL_SIDE_SIZE:
+            _REAL_SIDE.popitem(last=False)
+    return _REAL_SIDE[key]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _RealPrivacy:
+    """The privacy metrics' real side: training-row keys, DCR reference, holdout's figures."""
+
+    train_keys: np.ndarray
+    reference: np.ndarray
+    holdout_copy_rate: float
+    holdout_dcr_median: float
+
+
 def _row_keys(frame: pd.DataFrame, encoder: TableEncoder) -> np.ndarray:
     """One uint64 hash per row; numerics quantised to a millionth of the training range."""
     keys = {}
@@ -410,27 +461,37 @@ def _privacy(
     notes: list[str],
 ) -> dict[str, float]:
     """Exact-copy rates, closest-record distances and the privacy flag."""
-    train_keys = _row_keys(train, encoder)
-    copy_rate = float(np.isin(_row_keys(synthetic, encoder), train_keys).mean())
-    holdout_rate = float(np.isin(_row_keys(holdout, encoder), train_keys).mean())
-
     scale = 1.0 / math.sqrt(2.0)  # a category mismatch then adds exactly 1 to the squared DCR
     reference_index = subsample_indices(len(train), config.num_reference_rows, rng)
-    reference = encoder.encode(train.iloc[reference_index], onehot_scale=scale)
     synthetic_index = subsample_indices(len(synthetic), config.num_dcr_rows, rng)
     holdout_index = subsample_indices(len(holdout), config.num_dcr_rows, rng)
-    dcr = _closest_distances(
-        encoder.encode(synthetic.iloc[synthetic_index], onehot_scale=scale), reference
+
+    def real_privacy() -> _RealPrivacy:
+        train_keys = _row_keys(train, encoder)
+        reference = encoder.encode(train.iloc[reference_index], onehot_scale=scale)
+        holdout_rows = encoder.encode(holdout.iloc[holdout_index], onehot_scale=scale)
+        return _RealPrivacy(
+            train_keys=train_keys,
+            reference=reference,
+            holdout_copy_rate=float(np.isin(_row_keys(holdout, encoder), train_keys).mean()),
+            holdout_dcr_median=float(np.median(_closest_distances(holdout_rows, reference))),
+        )
+
+    # the real side is the same at every evaluation of a trial: computed once
+    real = _real_side(
+        _fingerprint("privacy", train, holdout, reference_index, holdout_index), real_privacy
     )
-    dcr_holdout = _closest_distances(
-        encoder.encode(holdout.iloc[holdout_index], onehot_scale=scale), reference
+    copy_rate = float(np.isin(_row_keys(synthetic, encoder), real.train_keys).mean())
+    holdout_rate = real.holdout_copy_rate
+    dcr = _closest_distances(
+        encoder.encode(synthetic.iloc[synthetic_index], onehot_scale=scale), real.reference
     )
     sizes["dcr_rows"] = len(synthetic_index)
     sizes["dcr_holdout_rows"] = len(holdout_index)
     sizes["dcr_reference_rows"] = len(reference_index)
     if len(reference_index) < len(train):
         notes.append(f"closest records searched among {len(reference_index)} training rows")
-    median, median_holdout = float(np.median(dcr)), float(np.median(dcr_holdout))
+    median, median_holdout = float(np.median(dcr)), real.holdout_dcr_median
     ratio = median / median_holdout if median_holdout > 0 else math.nan
     if math.isnan(ratio):
         notes.append("holdout rows repeat training rows (median DCR 0): DCR ratio undefined")
