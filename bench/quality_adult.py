@@ -366,15 +366,15 @@ def single_trials(
         )
         wall = time.perf_counter() - started
         records = [json.loads(line) for line in (trial_dir / "metrics.jsonl").open()]
-        bundle = export_trial(
-            trial_dir, out / f"trial-seed{seed}-bundle", checkpoint="last", force=True
-        )
+        best_step = json.loads((trial_dir / "result.json").read_text())["best"]["step"]
+        seconds_to_best = next(r["wall_time_s"] for r in records if r["step"] == best_step)
+        # what `gan-hpc export TRIAL_DIR` gives: the checkpoint the spec's ranking picked
+        bundle = export_trial(trial_dir, out / f"trial-seed{seed}-bundle", force=True)
         synthetic = load_generator(bundle).sample(len(real_test), seed=1)
         rows.append(
             {
-                "label": f"one trial of the base recipe, seed {seed} "
-                f"({records[-1]['step']} steps, {records[-1]['wall_time_s']:.0f} s "
-                "of training)",
+                "label": f"one trial of the base recipe, seed {seed} (best checkpoint: step "
+                f"{best_step} of {records[-1]['step']}, {seconds_to_best:.0f} s into training)",
                 "wall_s": wall,
                 **score(synthetic, real_test, target, positive),
             }

@@ -42,6 +42,7 @@ def sweep_spec(num_trials: int, num_steps: int) -> dict:
                 "batch_size": 64,
                 "num_steps": num_steps,
                 "eval_every_steps": num_steps // 10,
+                "num_threads": 1,  # the baseline trains in this process: the same 1 thread
             },
         },
         "search": {"optim.generator.lr": {"loguniform": [1.0e-4, 1.0e-3]}},

@@ -54,6 +54,7 @@ def bench_config(steps: int, batch_size: int, device: str, use_bf16: bool) -> Tr
                 "eval_every_steps": steps // 2,
                 "device": device,
                 "use_bf16": use_bf16,
+                "num_threads": 1,  # as the bare loop: one thread each
             },
             "convergence": {"num_eval_samples": 256},
         },
