@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch.utils.data import DistributedSampler
@@ -428,12 +428,13 @@ def _stop_signals() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def _run_program() -> int:
+def _run_program() -> NoReturn:
     """``python -m gan_hpc.trial.train``, the program every launcher starts (gan_hpc.trial.cli)."""
-    from gan_hpc.trial.cli import run_program  # imported here: trial.cli imports this module
+    # imported here: trial.cli imports this module
+    from gan_hpc.trial.cli import exit_without_teardown, run_program
 
-    return run_program(sys.argv[1:])
+    exit_without_teardown(run_program(sys.argv[1:]))
 
 
 if __name__ == "__main__":
-    sys.exit(_run_program())
+    _run_program()
