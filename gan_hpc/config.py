@@ -333,10 +333,18 @@ class TrainConfig:
     # `gan-hpc train` this process's CPUs shared among the node's ranks (dist_env.rank_threads)
     num_threads: int | None = None
     max_grad_norm: float | None = None  # clip gradient norms when set
+    # None: constant learning rates; a fraction f: both fall linearly from their configured
+    # value at step f * num_steps to 0 at num_steps (a function of the step: resumes exactly)
+    lr_decay_start: float | None = None
     num_tensorboard_samples: int = 64
 
     def __post_init__(self) -> None:
         require(1 <= self.batch_size <= 1 << 16, "batch_size", "must be in 1..65536")
+        require(
+            self.lr_decay_start is None or 0 <= self.lr_decay_start < 1,
+            "lr_decay_start",
+            f"must be in [0, 1), got {self.lr_decay_start}",
+        )
         require(self.num_steps >= 1, "num_steps", "must be >= 1")
         require(self.eval_every_steps >= 1, "eval_every_steps", "must be >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", "must be >= 1")

@@ -18,10 +18,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import gan_hpc.trial.train as train_module
 from gan_hpc import convergence as names
-from gan_hpc.config import TrialConfig
+from gan_hpc.config import TrainConfig, TrialConfig
 from gan_hpc.dist_env import free_port
 from gan_hpc.trial.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
 from gan_hpc.trial.distributed import weights_fingerprint
+from gan_hpc.trial.steps import lr_factor
 from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config
@@ -68,9 +69,11 @@ def test_trial_directory_contract(tmp_path: Path, trial_config: TrialConfig) -> 
     assert len(data["source_hash"]) == 64
 
 
-@pytest.mark.parametrize("loss_name", ["bce_logits", "wgan_gp"])
-def test_resume_is_bit_exact(tmp_path: Path, loss_name: str) -> None:
-    config = small_frf_config(num_steps=24, eval_every_steps=6)
+@pytest.mark.parametrize(
+    ("loss_name", "lr_decay_start"), [("bce_logits", None), ("wgan_gp", None), ("bce_logits", 0.25)]
+)
+def test_resume_is_bit_exact(tmp_path: Path, loss_name: str, lr_decay_start: float | None) -> None:
+    config = small_frf_config(num_steps=24, eval_every_steps=6, lr_decay_start=lr_decay_start)
     config = dataclasses.replace(
         config,
         loss=dataclasses.replace(config.loss, name=loss_name, n_critic=2),
@@ -97,6 +100,23 @@ def test_resume_is_bit_exact(tmp_path: Path, loss_name: str) -> None:
     # the metric stream continues where it stopped: no step repeated, none missing
     steps = [r[names.STEP] for r in TrialDir(interrupted).read_metrics()]
     assert steps == [6, 12, 18, 24]
+
+
+def test_learning_rates_fall_linearly_to_zero_from_lr_decay_start(tmp_path: Path) -> None:
+    decaying = TrainConfig(num_steps=100, lr_decay_start=0.6)
+    factors = [lr_factor(decaying, step) for step in (0, 60, 80, 99)]
+    assert factors == pytest.approx([1.0, 1.0, 0.5, 0.025])
+    assert lr_factor(TrainConfig(num_steps=100), 99) == 1.0  # the default: constant
+
+    config = small_frf_config(num_steps=20, eval_every_steps=5, lr_decay_start=0.5)
+    train_trial(config, tmp_path)
+    state = _final_state(tmp_path)  # written after step 20: the rate of its last update
+    for key, network in (
+        ("optimizer_generator", config.optim.generator),
+        ("optimizer_discriminator", config.optim.discriminator),
+    ):
+        rates = [group["lr"] for group in state[key]["param_groups"]]
+        assert rates == pytest.approx([network.lr * lr_factor(config.train, 19)]), key
 
 
 def _flatten(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:

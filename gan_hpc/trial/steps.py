@@ -237,6 +237,29 @@ def check_reconstruction(loss: LossConfig, schema: DataSchema) -> None:
         )
 
 
+def lr_factor(train: TrainConfig, step: int) -> float:
+    """The learning rates' multiplier for the update after ``step`` (``train.lr_decay_start``)."""
+    if train.lr_decay_start is None:
+        return 1.0
+    start = train.lr_decay_start * train.num_steps
+    if step <= start:
+        return 1.0
+    return max(0.0, (train.num_steps - step) / (train.num_steps - start))
+
+
+def schedule_learning_rates(gan: Gan, optim: OptimConfig, train: TrainConfig, step: int) -> None:
+    """Set both optimisers' learning rates for the update after ``step`` (none: constant)."""
+    if train.lr_decay_start is None:
+        return
+    factor = lr_factor(train, step)
+    for optimizer, network in (
+        (gan.optimizer_generator, optim.generator),
+        (gan.optimizer_discriminator, optim.discriminator),
+    ):
+        for group in optimizer.param_groups:
+            group["lr"] = network.lr * factor
+
+
 def build_optimizer(
     params: Iterator[nn.Parameter], config: OptimizerConfig
 ) -> torch.optim.Optimizer:

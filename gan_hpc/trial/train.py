@@ -63,6 +63,7 @@ from gan_hpc.trial.steps import (
     check_reconstruction,
     discriminator_step,
     generator_step,
+    schedule_learning_rates,
 )
 from gan_hpc.trial.writer import Report, TrialWriter, no_report
 from gan_hpc.trial_dir import CheckpointRecord, TrialDir, TrialResult
@@ -153,6 +154,7 @@ def train_trial(
         end_step = min(cfg.train.num_steps, stop_after_step or cfg.train.num_steps)
         outcome = "finished"
         while step < end_step:
+            schedule_learning_rates(gan, cfg.optim, cfg.train, step)
             for _ in range(cfg.loss.n_critic):
                 epoch, batch_in_epoch, index = next(batches)
                 real_x = train_x[index]
