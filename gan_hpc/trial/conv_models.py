@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from gan_hpc.config import ModelConfig
+from gan_hpc.config import ModelConfig, NetworkConfig
 from gan_hpc.data.types import DataSchema
 from gan_hpc.errors import SpecError
 from gan_hpc.trial.layers import (
@@ -58,6 +58,16 @@ def _check_conv_fit(family: str, schema: DataSchema, spatial_dims: int) -> None:
         )
 
 
+def _conv_layout(
+    network: NetworkConfig, schema: DataSchema, spatial_dims: int
+) -> tuple[str, int, list[int], int]:
+    """The family's name, the sample's channels and sides, and the blocks used (checked fit)."""
+    family = "dcgan" if spatial_dims == 2 else "conv1d"
+    _check_conv_fit(family, schema, spatial_dims)
+    channels, *spatial = schema.sample_shape
+    return family, channels, spatial, conv_depth(network.depth, spatial)
+
+
 def conv_depth(requested: int, spatial: Sequence[int]) -> int:
     """Up/down blocks actually used: ``requested``, clamped so the smallest side stays >= 2.
 
@@ -78,11 +88,8 @@ class ConvGenerator(nn.Module):
 
     def __init__(self, *, config: ModelConfig, schema: DataSchema, spatial_dims: int) -> None:
         super().__init__()
-        family = "dcgan" if spatial_dims == 2 else "conv1d"
-        _check_conv_fit(family, schema, spatial_dims)
         network = config.generator
-        channels, *spatial = schema.sample_shape
-        depth = conv_depth(network.depth, spatial)
+        family, channels, spatial, depth = _conv_layout(network, schema, spatial_dims)
         if depth != network.depth:
             logger.info("%s generator: depth %d clamped to %d", family, network.depth, depth)
         self.sample_spatial = tuple(spatial)
@@ -139,11 +146,8 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, *, config: ModelConfig, schema: DataSchema, spatial_dims: int) -> None:
         super().__init__()
-        family = "dcgan" if spatial_dims == 2 else "conv1d"
-        _check_conv_fit(family, schema, spatial_dims)
         network = config.discriminator
-        channels, *spatial = schema.sample_shape
-        depth = conv_depth(network.depth, spatial)
+        _, channels, spatial, depth = _conv_layout(network, schema, spatial_dims)
         conv = (nn.Conv1d, nn.Conv2d)[spatial_dims - 1]
         has_norm = network.norm in ("batch", "layer")
         self.input_condition = input_condition(config, schema)
