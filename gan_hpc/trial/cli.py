@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def exit_without_teardown(status: int) -> NoReturn:
     """End the trainer's process with ``status``, skipping the interpreter's teardown.
 
-    Unloading torch, scikit-learn and their threads takes about half a second, every trial,
+    Unloading torch, scikit-learn and their threads takes up to a second, every trial,
     before the watcher sees the exit. By now everything durable is written, fsynced and closed
     (checkpoints, metrics, result.json, TensorBoard): only the logs and standard streams are
     flushed here.
