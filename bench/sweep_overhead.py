@@ -3,8 +3,9 @@
 The sweep runs through the real CLI (`gan-hpc sweep run`, one trial at a time, FIFO scheduler,
 so no trial is stopped early); the baseline then trains the very same trial configs with
 ``train_trial`` in one process, without Ray. One run measures each trial length given (steps per
-trial; about 1200 steps take 10 s and 3000 take 25 s on the 2-core test machine) and prints one
-table with the ratios. Also printed: Ray's start-up time and the driver's peak memory (the CLI
+trial; on the 2-core test machine 1200 steps took about 10 s and 5000 about 17 s, since a trial's
+data loading and end-of-trial scoring weigh as much as its steps) and prints one table with the
+ratios. Also printed: Ray's start-up time and the driver's peak memory (the CLI
 process, and Ray's own processes beside it).
 
     python bench/sweep_overhead.py [--trials 4] [--steps 1200 3000]
