@@ -45,7 +45,7 @@ from gan_hpc.quality import (
     TAB_TREND_SIMILARITY,
     QualityReport,
 )
-from gan_hpc.quality_names import BASELINE_MEAN_CURVE, BASELINE_PIXELS
+from gan_hpc.quality_names import BASELINE_MEAN_CURVE, BASELINE_PIXELS, IMG_CLASSIFIER_ACCURACY
 from gan_hpc.sweep.directory import BASELINES_FILE, TRIALS_DIR
 from gan_hpc.sweep.export import export_trial
 from gan_hpc.sweep.rank import BASELINE_PREFIX, sweep_leaderboard
@@ -358,6 +358,41 @@ def test_image_baselines_are_written_ceiling_above_floor(tmp_path: Path) -> None
     assert pixels.sample_sizes["baseline_images"] == len(data.test)
     for report in (real, pixels):
         assert report.sample_sizes["image_samples"] == min(len(data.val), len(data.test))
+
+
+def test_unconditional_images_with_labels_are_scored_in_a_class_feature_space(
+    tmp_path: Path,
+) -> None:
+    """Labels in the file train the feature classifier even when G is not conditioned on them.
+
+    The self-supervised pretext features are coarse: on MNIST they put independent pixels
+    (FD 19.8) ahead of a DCGAN that draws digits (21.2). Class features separate them.
+    """
+    images = write_images(tmp_path / "shapes.npz")
+    document = {
+        "data": {"format": "npz", "path": str(images), "conditional": False},
+        "model": {**TINY_MODEL, "family": "dcgan"},
+        "quality": {
+            "num_image_samples": 100,
+            "num_classifier_steps": 100,
+            "num_classifier_images": 200,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
+    config = TrialConfig.from_dict(document, source="test")
+    fresh, cached = load_dataset(config.data), load_dataset(config.data)
+    for data in (fresh, cached):  # the labels survive the data cache
+        assert data.train.cond is None and data.train.labels is not None
+    assert np.array_equal(fresh.test.labels, cached.test.labels)
+    written = write_baselines(tmp_path / BASELINES_FILE, config)
+    assert written is not None
+    reports = {name: QualityReport.from_dict(r) for name, r in written["reports"].items()}
+    for report in reports.values():
+        assert not any("pretext" in note for note in report.notes), report.notes
+        assert report.metrics[IMG_CLASSIFIER_ACCURACY] > 0.9  # the classes were learned
+        assert IMG_CONDITIONAL_ACCURACY not in report.metrics  # nothing asked G for a class
+    real, pixels = reports[BASELINE_REAL], reports[BASELINE_PIXELS]
+    assert real.metrics[IMG_FD] < pixels.metrics[IMG_FD] / 3
 
 
 # --------------------------------------------------------------------- failures and opt-out

@@ -169,7 +169,9 @@ def quality_inputs(
 
 
 def _labels(split: Split) -> np.ndarray | None:
-    """Class labels of a split, or None when it has none (or continuous conditions)."""
+    """Class labels of a split (the data's, else a class condition's), or None without any."""
+    if split.labels is not None:
+        return split.labels.numpy()
     if split.cond is None or split.cond.dtype != torch.int64:
         return None
     return split.cond.numpy()

@@ -39,10 +39,13 @@ class Split:
     """One split as tensors: ``x`` float32 ``(N, *sample_shape)``, ``cond`` or None.
 
     ``cond`` is int64 ``(N,)`` class indices or float32 ``(N, K)`` continuous conditions.
+    ``labels`` are int64 ``(N,)`` class indices the data gives (image labels), also when the
+    model is not conditioned on them: quality scoring trains its feature classifier on them.
     """
 
     x: torch.Tensor
     cond: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -200,8 +203,11 @@ def _take(raw: RawData, indices: np.ndarray) -> RawData:
 def _to_split(encoded: Encoded) -> Split:
     """Turn encoded numpy arrays into tensors."""
     x = torch.from_numpy(np.ascontiguousarray(encoded.x, dtype=np.float32))
-    cond = None if encoded.cond is None else torch.from_numpy(np.ascontiguousarray(encoded.cond))
-    return Split(x=x, cond=cond)
+    cond, labels = (
+        None if array is None else torch.from_numpy(np.ascontiguousarray(array))
+        for array in (encoded.cond, encoded.labels)
+    )
+    return Split(x=x, cond=cond, labels=labels)
 
 
 def _split_arrays(prepared: PreparedData) -> dict[str, np.ndarray]:
@@ -210,8 +216,10 @@ def _split_arrays(prepared: PreparedData) -> dict[str, np.ndarray]:
     for name in SPLIT_NAMES:
         split: Split = getattr(prepared, name)
         arrays[f"{name}_x"] = split.x.numpy()
-        if split.cond is not None:
-            arrays[f"{name}_cond"] = split.cond.numpy()
+        for field in ("cond", "labels"):
+            tensor = getattr(split, field)
+            if tensor is not None:
+                arrays[f"{name}_{field}"] = tensor.numpy()
     return arrays
 
 
@@ -221,7 +229,12 @@ def _from_entry(config: DataConfig, entry: cache.CacheEntry) -> PreparedData:
     splits = {
         name: Split(
             x=torch.from_numpy(arrays[f"{name}_x"]),
-            cond=torch.from_numpy(arrays[f"{name}_cond"]) if f"{name}_cond" in arrays else None,
+            **{
+                field: torch.from_numpy(arrays[f"{name}_{field}"])
+                if f"{name}_{field}" in arrays
+                else None
+                for field in ("cond", "labels")
+            },
         )
         for name in SPLIT_NAMES
     }

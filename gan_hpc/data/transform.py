@@ -168,7 +168,7 @@ class ImageTransform:
         )
 
     def transform(self, raw: RawData) -> Encoded:
-        """Scale images to [-1, 1]; labels become the condition when conditional."""
+        """Scale images to [-1, 1]; labels are kept, and are the condition when conditional."""
         if not isinstance(raw, Arrays) or raw.kind != "image":
             raise DataError(f"{raw.source}: an image transform needs images")
         if raw.samples.shape[1:] != self.sample_shape:
@@ -177,12 +177,11 @@ class ImageTransform:
                 f"fitted on {self.sample_shape}; use files of the same image size"
             )
         x = _minmax(raw.samples.astype(np.float64), self.low, self.high, (-1.0, 1.0))
-        cond = None
-        if self.is_conditional:
-            if raw.labels is None:
-                raise DataError(f"{raw.source}: the images have no labels to condition on")
-            cond = np.asarray(raw.labels, dtype=np.int64)
-        return Encoded(x=x.astype(np.float32), cond=cond)
+        labels = None if raw.labels is None else np.asarray(raw.labels, dtype=np.int64)
+        if self.is_conditional and labels is None:
+            raise DataError(f"{raw.source}: the images have no labels to condition on")
+        cond = labels if self.is_conditional else None
+        return Encoded(x=x.astype(np.float32), cond=cond, labels=labels)
 
     def inverse_transform(
         self, x: np.ndarray, cond: np.ndarray | None = None

@@ -153,7 +153,9 @@ class DataSchema:
 
 @dataclass(frozen=True)
 class Encoded:
-    """Transformed samples: model-ready features and the optional condition."""
+    """Transformed samples: model-ready features, the optional condition and class labels."""
 
     x: np.ndarray  # float32, (N, *sample_shape)
     cond: np.ndarray | None = None  # int64 (N,) class labels or float32 (N, K) continuous
+    # int64 (N,) class labels the data gives, conditioned on or not (quality's feature space)
+    labels: np.ndarray | None = None
