@@ -404,7 +404,11 @@ def _quality_threads(config: QualityConfig) -> Iterator[None]:
 
 
 def write_baselines(
-    path: Path, config: TrialConfig, *, emit: Callable[[str], None] = logger.info
+    path: Path,
+    config: TrialConfig,
+    *,
+    data: PreparedData | None = None,
+    emit: Callable[[str], None] = logger.info,
 ) -> dict[str, Any] | None:
     """Score the baselines of a sweep's data once and write them to ``path`` atomically.
 
@@ -413,6 +417,8 @@ def write_baselines(
     :func:`score_baselines`. An existing file for the same data and quality settings is
     kept; nothing is written when ``config.quality.use_at_trial_end`` is off.
 
+    ``data`` is ``config.data`` already loaded (default: load it here).
+
     Returns:
         The document written (or kept): ``{"key", "reports": {name: report}, "seconds"}``,
         each report with its metrics, sample sizes and notes; or None.
@@ -420,7 +426,7 @@ def write_baselines(
     """
     if not config.quality.use_at_trial_end:
         return None
-    data = load_dataset(config.data)
+    data = load_dataset(config.data) if data is None else data
     key = {
         "source_hash": data.source_hash,
         "data": config_to_dict(config.data),

@@ -56,8 +56,8 @@ from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
 from gan_hpc.launchers.registry import get_launcher, launch_spec_for
 from gan_hpc.locks import DriverLock, exit_driver
+from gan_hpc.sweep.baselines import BaselinesJob
 from gan_hpc.sweep.directory import (
-    BASELINES_FILE,
     RAY_DIR,
     SPEC_FILE,
     TRIALS_DIR,
@@ -308,25 +308,25 @@ def run_sweep(
         for trial in ended:  # stopped by the scheduler just before a driver died
             if (trial.path / STOP_FILE).exists() and not has_ended_state(trial):
                 trial.update_status(state="stopped", message="stopped early by the scheduler")
-        # imported here: every trial's watcher actor imports this module, and scoring's
-        # scikit-learn and scipy would add a second to each actor's start
-        from gan_hpc.bundle.scoring import write_baselines
-
-        write_baselines(sweep_dir / BASELINES_FILE, spec.base, emit=emit)
+        # scored beside Ray's start and the trials, by a child that holds torch and the data
+        baselines = BaselinesJob(sweep_dir, emit=emit)
         if len(trial_dirs(sweep_dir)) >= spec.tune.num_samples and len(ended) == len(
             trial_dirs(sweep_dir)
         ):
             emit(f"all {spec.tune.num_samples} trials have ended")
+            baselines.finish()
             return update_leaderboard(spec, sweep_dir)
         # one scheduler query per interval for all trials' jobs, answered to this run's watchers
         with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
             _start_ray(num_cpus or launcher.ray_cpus(spec.tune.max_concurrent_trials))
             try:
+                baselines.check_data()  # unreadable data stops the sweep before any trial
                 callbacks = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
                 build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
             finally:
                 ray.shutdown()
         SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
+        baselines.finish()
         return update_leaderboard(spec, sweep_dir)
 
 
