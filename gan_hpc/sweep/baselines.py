@@ -88,13 +88,16 @@ def main(argv: Sequence[str]) -> int:
 
         config = read_spec(sweep_dir).base
         data = load_dataset(config.data)
-        print(_LOADED, flush=True)
-        write_baselines(
-            sweep_dir / BASELINES_FILE,
-            config,
-            data=data,
-            emit=lambda text: print(_MESSAGE + text, flush=True),
-        )
+        # the driver goes on at "loaded": its live view gets the scoring's message first
+        messages: list[str] = []
+
+        def emit(text: str) -> None:
+            messages.append(text)
+            print(_MESSAGE + text, _LOADED, sep="\n", flush=True)
+
+        write_baselines(sweep_dir / BASELINES_FILE, config, data=data, emit=emit)
+        if not messages:  # the file was kept, or quality is off: nothing was scored
+            print(_LOADED, flush=True)
     except GanHpcError as exc:
         print(_ERROR + str(exc).replace("\n", " "), flush=True)
         return 1
