@@ -2,13 +2,12 @@
 
 The sweep runs through the real CLI (`gan-hpc sweep run`, one trial at a time, FIFO scheduler,
 so no trial is stopped early); the baseline then trains the very same trial configs with
-``train_trial`` in one process, without Ray. One run measures each trial length given (steps per
-trial; on the 2-core test machine 1200 steps took about 10 s and 5000 about 17 s, since a trial's
-data loading and end-of-trial scoring weigh as much as its steps) and prints one table with the
-ratios. Also printed: Ray's start-up time and the driver's peak memory (the CLI
-process, and Ray's own processes beside it).
+``train_trial`` in one process, without Ray. Trial lengths are given in seconds: the bench first
+times two short trials in this process and picks the step counts that take that long here
+(``--steps`` gives step counts instead). One table prints every length with its ratio, the
+driver's peak memory (the CLI process, and Ray's own processes beside it) and Ray's start-up.
 
-    python bench/sweep_overhead.py [--trials 4] [--steps 1200 3000]
+    python bench/sweep_overhead.py [--trials 4] [--trial-seconds 10 25] [--steps N ...]
 """
 
 from __future__ import annotations
@@ -23,12 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from gan_hpc.config import TrialConfig
 from gan_hpc.trial.train import train_trial
 from gan_hpc.trial_dir import TrialDir
 
 
 def sweep_spec(num_trials: int, num_steps: int) -> dict:
-    """A sweep whose trials each take about half a minute on a 2-core machine."""
+    """A sweep of small conditional MLP GANs on simulated FRF curves, one thread per trial."""
     return {
         "name": "overhead",
         "seed": 0,
@@ -152,13 +152,40 @@ def measure(root: Path, num_trials: int, num_steps: int) -> Measured:
     )
 
 
+def steps_for_seconds(root: Path, seconds: list[float]) -> list[int]:
+    """Step counts whose trials take ``seconds`` here: a line through two timed trials."""
+    base = sweep_spec(1, 0)["base"]
+
+    def timed(num_steps: int) -> float:
+        document = {**base, "train": {**base["train"], "num_steps": num_steps}}
+        document["train"]["eval_every_steps"] = num_steps // 10
+        config = TrialConfig.from_dict(document, source="calibration")
+        started = time.perf_counter()
+        train_trial(config, root / f"calibration-{num_steps}")
+        return time.perf_counter() - started
+
+    timed(100)  # the first trial in a process imports what the others reuse
+    short, long = 400, 2000
+    per_step = (timed(long) - (short_s := timed(short))) / (long - short)
+    fixed = short_s - short * per_step
+    return [max(100, round((s - fixed) / per_step / 10) * 10) for s in seconds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument(
-        "--steps", type=int, nargs="+", default=[1200, 3000], help="generator steps per trial"
+        "--trial-seconds",
+        type=float,
+        nargs="+",
+        default=[10.0, 25.0],
+        help="trial lengths to measure, in seconds of training here",
     )
+    parser.add_argument("--steps", type=int, nargs="+", help="generator steps per trial instead")
     args = parser.parse_args()
+    if args.steps is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            args.steps = steps_for_seconds(Path(tmp), args.trial_seconds)
     rows = []
     for num_steps in args.steps:
         with tempfile.TemporaryDirectory() as tmp:
