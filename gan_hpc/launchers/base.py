@@ -130,6 +130,13 @@ class Launcher(abc.ABC):
     watcher_cpus: ClassVar[float | None] = None
     has_driver_job: ClassVar[bool] = False  # True: `sweep submit` can queue the driver
 
+    def ray_worker_setup(
+        self, spec: LaunchSpec, num_threads: int | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """A setup hook for the driver's Ray workers (``module.function``) and the environment it
+        reads; None: no hook. ``num_threads`` is the sweep's base ``train.num_threads``."""
+        return None
+
     def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
         """Start the trial's ranks; the trial directory already holds ``config.json``.
 

@@ -101,6 +101,25 @@ def _hand_over(
 # the spares of this process: Tune reuses a watcher's actor, and each trial gets a new launcher
 WARM_TRAINERS = WarmTrainers()
 
+# "<ranks>x<threads>": the spares each of a local sweep's Ray workers starts as it starts
+SPARES_ENV = "GAN_HPC_SPARE_TRAINERS"
+
+
+def start_spares_in_ray_worker() -> None:
+    """Ray's worker setup hook in a local sweep: start this worker's spare trainers now.
+
+    A watcher actor's first trial would start a cold trainer, seconds of imports after Tune
+    gave it the trial; spares started with the worker import while the driver sets up. A spare
+    that is not taken, or was started for another thread count, ends with its worker.
+    """
+    value = os.environ.get(SPARES_ENV, "")
+    if value:
+        ranks, threads = (int(part) for part in value.split("x"))
+        try:
+            WARM_TRAINERS.refill(ranks, threads)
+        except OSError as exc:  # the worker must start regardless: its first trial starts cold
+            logger.warning("no spare trainers in this Ray worker: %s", exc)
+
 
 class LocalJob(TrialJob):
     """The ranks of one trial as child processes of this process."""
@@ -158,6 +177,16 @@ class LocalLauncher(Launcher):
     """Runs each rank as a subprocess on this machine (gloo over 127.0.0.1 on CPU)."""
 
     name = "local"
+
+    def ray_worker_setup(
+        self, spec: LaunchSpec, num_threads: int | None
+    ) -> tuple[str, dict[str, str]] | None:
+        """Each Ray worker starts a sweep's spare trainers as it starts (see the hook)."""
+        if not spec.use_warm_trainers:
+            return None
+        threads = num_threads or max(1, int(spec.cpus_per_trial // spec.world_size))
+        hook = f"{__name__}.{start_spares_in_ray_worker.__name__}"
+        return hook, {SPARES_ENV: f"{spec.world_size}x{threads}"}
 
     def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""

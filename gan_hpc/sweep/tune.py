@@ -318,7 +318,12 @@ def run_sweep(
             return update_leaderboard(spec, sweep_dir)
         # one scheduler query per interval for all trials' jobs, answered to this run's watchers
         with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
-            _start_ray(num_cpus or launcher.ray_cpus(spec.tune.max_concurrent_trials))
+            _start_ray(
+                num_cpus or launcher.ray_cpus(spec.tune.max_concurrent_trials),
+                launcher.ray_worker_setup(
+                    launch_spec_for(spec, use_warm_trainers=True), spec.base.train.num_threads
+                ),
+            )
             try:
                 baselines.check_data()  # unreadable data stops the sweep before any trial
                 callbacks = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
@@ -374,8 +379,12 @@ def has_tune_state(spec: SweepSpec, sweep_dir: Path) -> bool:
     return (Path(sweep_dir) / SPEC_FILE).exists()
 
 
-def _start_ray(num_cpus: int | None) -> None:
-    """Start a local Ray runtime with its console noise kept out of the way."""
+def _start_ray(num_cpus: int | None, worker_setup: tuple[str, dict[str, str]] | None) -> None:
+    """Start a local Ray runtime with its console noise kept out of the way.
+
+    ``worker_setup`` is the launcher's hook that each Ray worker runs as it starts, and the
+    environment the hook reads (the workers inherit the driver's).
+    """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's own CSV, JSON and TensorBoard loggers copy what each trial directory already has;
@@ -384,7 +393,13 @@ def _start_ray(num_cpus: int | None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("ray", "ray.tune", "ray._private"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    runtime_env = None
+    if worker_setup is not None:
+        hook, env = worker_setup
+        os.environ.update(env)
+        runtime_env = {"worker_process_setup_hook": hook}
     ray.init(
+        runtime_env=runtime_env,
         num_cpus=num_cpus or os.cpu_count() or 1,
         include_dashboard=False,
         log_to_driver=False,
