@@ -133,8 +133,11 @@ class Launcher(abc.ABC):
     def ray_worker_setup(
         self, spec: LaunchSpec, num_threads: int | None
     ) -> tuple[str, dict[str, str]] | None:
-        """A setup hook for the driver's Ray workers (``module.function``) and the environment it
-        reads; None: no hook. ``num_threads`` is the sweep's base ``train.num_threads``."""
+        """A setup hook for the driver's Ray workers and the environment it reads.
+
+        The hook is ``module.function``; None: no hook. ``num_threads`` is the sweep's base
+        ``train.num_threads``.
+        """
         return None
 
     def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:

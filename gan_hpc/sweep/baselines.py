@@ -93,15 +93,21 @@ def main(argv: Sequence[str]) -> int:
 
         def emit(text: str) -> None:
             messages.append(text)
-            print(_MESSAGE + text, _LOADED, sep="\n", flush=True)
+            _say(_MESSAGE + text, _LOADED)
 
         write_baselines(sweep_dir / BASELINES_FILE, config, data=data, emit=emit)
         if not messages:  # the file was kept, or quality is off: nothing was scored
-            print(_LOADED, flush=True)
+            _say(_LOADED)
     except GanHpcError as exc:
-        print(_ERROR + str(exc).replace("\n", " "), flush=True)
+        _say(_ERROR + str(exc).replace("\n", " "))
         return 1
     return 0
+
+
+def _say(*lines: str) -> None:
+    """Lines of the protocol to the driver, at once."""
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
