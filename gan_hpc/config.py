@@ -284,10 +284,15 @@ class LossConfig:
     # generator also pays this times the L1 distance between its sample at a real condition
     # and the real sample there (pix2pix's cGAN + L1); 0 is a pure GAN
     reconstruction_weight: float = 0.0
+    # tables only: the generator also pays this times the squared distance between its batch's
+    # feature means and the real batch's, class by class when conditioned on a class (each
+    # category's share of its column, each numeric's mean); 0: off
+    marginal_weight: float = 0.0
 
     def __post_init__(self) -> None:
         require(1 <= self.n_critic <= 20, "n_critic", "must be in 1..20")
         require(self.reconstruction_weight >= 0, "reconstruction_weight", "must be >= 0")
+        require(self.marginal_weight >= 0, "marginal_weight", "must be >= 0")
         require(self.clip_value > 0, "clip_value", "must be > 0")
         require(self.gp_lambda >= 0, "gp_lambda", "must be >= 0")
 

@@ -225,3 +225,36 @@ def test_non_saturating_generator_gradient_is_large_when_d_wins() -> None:
     saturating = -F.softplus(fake).mean()  # log(1 - sigmoid(s)) = -softplus(s)
     (weak,) = torch.autograd.grad(saturating, fake)
     assert weak.abs().mean().item() < 0.01
+
+
+def test_marginal_gap_compares_each_class_with_itself() -> None:
+    from gan_hpc.trial.steps import marginal_gap
+
+    real = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    real_cond = torch.tensor([0, 0, 1, 1])
+    # the same rows per class in another order: no gap
+    same = marginal_gap(real[[1, 0, 3, 2]], real_cond[[1, 0, 3, 2]], real, real_cond)
+    assert same.item() == 0.0
+    # class 0 is half and half in the real batch; all-first-category fakes miss it by 0.5 twice
+    fake = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    gap = marginal_gap(fake, real_cond, real, real_cond)
+    assert gap.item() == pytest.approx(0.25)  # (0.5 + 0) / 2
+    # the same rows without classes: pooled shares 0.75 / 0.25 against 1 / 0
+    assert marginal_gap(fake, None, real, None).item() == pytest.approx(0.125)
+    # a class only one batch has is left out rather than compared with nothing
+    only_real = marginal_gap(fake[:2], real_cond[:2], real, torch.tensor([0, 0, 2, 2]))
+    assert only_real.item() == pytest.approx(0.5)
+    # it is differentiable in the fake rows
+    rows = fake.clone().requires_grad_(True)
+    marginal_gap(rows, real_cond, real, real_cond).backward()
+    assert rows.grad is not None and rows.grad.abs().sum() > 0
+
+
+def test_marginal_weight_is_for_tables_only() -> None:
+    from gan_hpc.config import LossConfig
+    from gan_hpc.trial.steps import check_marginal
+
+    image = DataSchema(kind="image", sample_shape=(1, 8, 8))
+    with pytest.raises(SpecError, match="marginal_weight"):
+        check_marginal(LossConfig(marginal_weight=1.0), image)
+    check_marginal(LossConfig(), image)

@@ -211,6 +211,9 @@ def generator_step(
                 if is_paired:
                     distance = (fake_x.float() - real_x.float()).abs().mean()
                     g_loss = g_loss + loss.reconstruction_weight * distance
+                if loss.marginal_weight > 0:
+                    gap = marginal_gap(fake_x.float(), cond, real_x.float(), real_cond)
+                    g_loss = g_loss + loss.marginal_weight * gap
             g_loss.backward()
     finally:
         discriminator.requires_grad_(True)
@@ -220,6 +223,42 @@ def generator_step(
     if gan.ema is not None:
         gan.ema.update(generator)
     return g_loss.detach()
+
+
+def marginal_gap(
+    fake_x: torch.Tensor,
+    fake_cond: torch.Tensor | None,
+    real_x: torch.Tensor,
+    real_cond: torch.Tensor | None,
+) -> torch.Tensor:
+    """Squared distance between the fake and real batches' feature means, mean over classes.
+
+    With class conditions each class present in both batches is compared with itself; without,
+    the whole batches. A one-hot block's mean is its column's category shares, so the term
+    pulls each column's (class-conditional) marginal toward the data's.
+    """
+    if fake_cond is None or real_cond is None or fake_cond.dtype != torch.int64:
+        return (fake_x.mean(0) - real_x.mean(0)).square().sum()
+    num_classes = int(max(fake_cond.max(), real_cond.max())) + 1
+
+    def class_means(x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        onehot = nn.functional.one_hot(cond, num_classes).to(x.dtype)
+        counts = onehot.sum(0)
+        return (onehot.T @ x) / counts.clamp(min=1).unsqueeze(1), counts > 0
+
+    fake_means, fake_seen = class_means(fake_x, fake_cond)
+    real_means, real_seen = class_means(real_x, real_cond)
+    both = fake_seen & real_seen
+    return (fake_means - real_means)[both].square().sum(1).mean()
+
+
+def check_marginal(loss: LossConfig, schema: DataSchema) -> None:
+    """Raise SpecError when ``loss.marginal_weight`` is set for data that is not a table."""
+    if loss.marginal_weight > 0 and schema.kind != "tabular":
+        raise SpecError(
+            f"loss.marginal_weight: {loss.marginal_weight} matches the columns of a table; "
+            f"set it to 0 for {schema.kind} data"
+        )
 
 
 def check_reconstruction(loss: LossConfig, schema: DataSchema) -> None:

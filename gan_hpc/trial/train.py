@@ -60,6 +60,7 @@ from gan_hpc.trial.steps import (
     Gan,
     LossWindow,
     build_gan,
+    check_marginal,
     check_reconstruction,
     discriminator_step,
     generator_step,
@@ -126,6 +127,7 @@ def train_trial(
         # ---- data, models, optimisers: identical initial weights on every rank
         data = load_dataset(cfg.data)
         check_reconstruction(cfg.loss, data.schema)
+        check_marginal(cfg.loss, data.schema)
         writer.record_data(data)
         torch.manual_seed(cfg.train.seed)
         gan = build_gan(
