@@ -153,7 +153,11 @@ def measure(root: Path, num_trials: int, num_steps: int) -> Measured:
 
 
 def steps_for_seconds(root: Path, seconds: list[float]) -> list[int]:
-    """Step counts whose trials take ``seconds`` here: a line through two timed trials."""
+    """Step counts whose trials take ``seconds`` here: a line through two trial lengths.
+
+    Each length is timed twice and the faster kept: a busy moment of a shared machine would
+    otherwise tilt the line.
+    """
     base = sweep_spec(1, 0)["base"]
 
     def timed(num_steps: int) -> float:
@@ -165,8 +169,9 @@ def steps_for_seconds(root: Path, seconds: list[float]) -> list[int]:
         return time.perf_counter() - started
 
     timed(100)  # the first trial in a process imports what the others reuse
-    short, long = 400, 2000
-    per_step = (timed(long) - (short_s := timed(short))) / (long - short)
+    short, long = 400, 3000
+    short_s, long_s = (min(timed(steps) for _ in range(2)) for steps in (short, long))
+    per_step = (long_s - short_s) / (long - short)
     fixed = short_s - short * per_step
     return [max(100, round((s - fixed) / per_step / 10) * 10) for s in seconds]
 
