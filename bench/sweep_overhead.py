@@ -160,12 +160,15 @@ def steps_for_seconds(root: Path, seconds: list[float]) -> list[int]:
     """
     base = sweep_spec(1, 0)["base"]
 
+    runs = iter(range(1000))
+
     def timed(num_steps: int) -> float:
         document = {**base, "train": {**base["train"], "num_steps": num_steps}}
         document["train"]["eval_every_steps"] = num_steps // 10
         config = TrialConfig.from_dict(document, source="calibration")
         started = time.perf_counter()
-        train_trial(config, root / f"calibration-{num_steps}")
+        # a fresh directory each time: an existing one would resume its finished trial
+        train_trial(config, root / f"calibration-{next(runs)}")
         return time.perf_counter() - started
 
     timed(100)  # the first trial in a process imports what the others reuse
