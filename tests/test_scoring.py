@@ -330,10 +330,11 @@ def test_image_trial_is_scored_with_its_sample_sizes(tmp_path: Path) -> None:
         assert sizes["classifier_train_images"] == 200
 
 
-def test_image_baselines_are_written_ceiling_above_floor(tmp_path: Path) -> None:
+def image_baselines_config(tmp_path: Path, *, is_conditional: bool) -> TrialConfig:
+    """The shapes images with a quality block small enough to score baselines in seconds."""
     images = write_images(tmp_path / "shapes.npz")
     document = {
-        "data": {"format": "npz", "path": str(images), "conditional": True},
+        "data": {"format": "npz", "path": str(images), "conditional": is_conditional},
         "model": {**TINY_MODEL, "family": "dcgan"},
         "quality": {
             "num_image_samples": 100,
@@ -342,7 +343,11 @@ def test_image_baselines_are_written_ceiling_above_floor(tmp_path: Path) -> None
             "cache_dir": str(tmp_path / "cache"),
         },
     }
-    config = TrialConfig.from_dict(document, source="test")
+    return TrialConfig.from_dict(document, source="test")
+
+
+def test_image_baselines_are_written_ceiling_above_floor(tmp_path: Path) -> None:
+    config = image_baselines_config(tmp_path, is_conditional=True)
     written = write_baselines(tmp_path / BASELINES_FILE, config)
     assert written is not None
     reports = {name: QualityReport.from_dict(r) for name, r in written["reports"].items()}
@@ -368,18 +373,7 @@ def test_unconditional_images_with_labels_are_scored_in_a_class_feature_space(
     The self-supervised pretext features are coarse: on MNIST they put independent pixels
     (FD 19.8) ahead of a DCGAN that draws digits (21.2). Class features separate them.
     """
-    images = write_images(tmp_path / "shapes.npz")
-    document = {
-        "data": {"format": "npz", "path": str(images), "conditional": False},
-        "model": {**TINY_MODEL, "family": "dcgan"},
-        "quality": {
-            "num_image_samples": 100,
-            "num_classifier_steps": 100,
-            "num_classifier_images": 200,
-            "cache_dir": str(tmp_path / "cache"),
-        },
-    }
-    config = TrialConfig.from_dict(document, source="test")
+    config = image_baselines_config(tmp_path, is_conditional=False)
     fresh, cached = load_dataset(config.data), load_dataset(config.data)
     for data in (fresh, cached):  # the labels survive the data cache
         assert data.train.cond is None and data.train.labels is not None
