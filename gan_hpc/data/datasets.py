@@ -203,11 +203,12 @@ def _take(raw: RawData, indices: np.ndarray) -> RawData:
 def _to_split(encoded: Encoded) -> Split:
     """Turn encoded numpy arrays into tensors."""
     x = torch.from_numpy(np.ascontiguousarray(encoded.x, dtype=np.float32))
-    cond, labels = (
-        None if array is None else torch.from_numpy(np.ascontiguousarray(array))
-        for array in (encoded.cond, encoded.labels)
-    )
-    return Split(x=x, cond=cond, labels=labels)
+    return Split(x=x, cond=_tensor_or_none(encoded.cond), labels=_tensor_or_none(encoded.labels))
+
+
+def _tensor_or_none(array: np.ndarray | None) -> torch.Tensor | None:
+    """A tensor sharing ``array``'s (contiguous) memory, or None for no array."""
+    return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _split_arrays(prepared: PreparedData) -> dict[str, np.ndarray]:
@@ -229,12 +230,8 @@ def _from_entry(config: DataConfig, entry: cache.CacheEntry) -> PreparedData:
     splits = {
         name: Split(
             x=torch.from_numpy(arrays[f"{name}_x"]),
-            **{
-                field: torch.from_numpy(arrays[f"{name}_{field}"])
-                if f"{name}_{field}" in arrays
-                else None
-                for field in ("cond", "labels")
-            },
+            cond=_tensor_or_none(arrays.get(f"{name}_cond")),
+            labels=_tensor_or_none(arrays.get(f"{name}_labels")),
         )
         for name in SPLIT_NAMES
     }
