@@ -233,20 +233,23 @@ def test_marginal_gap_compares_each_class_with_itself() -> None:
     real = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     real_cond = torch.tensor([0, 0, 1, 1])
     # the same rows per class in another order: no gap
-    same = marginal_gap(real[[1, 0, 3, 2]], real_cond[[1, 0, 3, 2]], real, real_cond)
+    order = [1, 0, 3, 2]
+    same = marginal_gap(real[order], real_cond[order], real, real_cond, num_classes=3)
     assert same.item() == 0.0
     # class 0 is half and half in the real batch; all-first-category fakes miss it by 0.5 twice
     fake = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    gap = marginal_gap(fake, real_cond, real, real_cond)
+    gap = marginal_gap(fake, real_cond, real, real_cond, num_classes=3)
     assert gap.item() == pytest.approx(0.25)  # (0.5 + 0) / 2
     # the same rows without classes: pooled shares 0.75 / 0.25 against 1 / 0
-    assert marginal_gap(fake, None, real, None).item() == pytest.approx(0.125)
+    assert marginal_gap(fake, None, real, None, num_classes=0).item() == pytest.approx(0.125)
     # a class only one batch has is left out rather than compared with nothing
-    only_real = marginal_gap(fake[:2], real_cond[:2], real, torch.tensor([0, 0, 2, 2]))
+    only_real = marginal_gap(
+        fake[:2], real_cond[:2], real, torch.tensor([0, 0, 2, 2]), num_classes=3
+    )
     assert only_real.item() == pytest.approx(0.5)
     # it is differentiable in the fake rows
     rows = fake.clone().requires_grad_(True)
-    marginal_gap(rows, real_cond, real, real_cond).backward()
+    marginal_gap(rows, real_cond, real, real_cond, num_classes=3).backward()
     assert rows.grad is not None and rows.grad.abs().sum() > 0
 
 

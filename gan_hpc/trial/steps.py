@@ -195,6 +195,8 @@ def generator_step(
     z = sample_latent(batch, model.latent_dim, model.latent_distribution, None, device)
     is_paired = loss.reconstruction_weight > 0
     cond = real_cond if is_paired else sample_condition(schema, batch, None, device)
+    classes = schema.condition
+    num_classes = classes.dim if classes is not None and classes.kind == "class" else 0
     # D is frozen for this backward (its gradients would be thrown away) and, under DDP, kept out
     # of the all-reduce; its gradients from the D step stay intact for the grad-norm metric.
     no_sync = (
@@ -212,7 +214,9 @@ def generator_step(
                     distance = (fake_x.float() - real_x.float()).abs().mean()
                     g_loss = g_loss + loss.reconstruction_weight * distance
                 if loss.marginal_weight > 0:
-                    gap = marginal_gap(fake_x.float(), cond, real_x.float(), real_cond)
+                    gap = marginal_gap(
+                        fake_x.float(), cond, real_x.float(), real_cond, num_classes=num_classes
+                    )
                     g_loss = g_loss + loss.marginal_weight * gap
             g_loss.backward()
     finally:
@@ -230,16 +234,19 @@ def marginal_gap(
     fake_cond: torch.Tensor | None,
     real_x: torch.Tensor,
     real_cond: torch.Tensor | None,
+    *,
+    num_classes: int,
 ) -> torch.Tensor:
     """Squared distance between the fake and real batches' feature means, mean over classes.
 
-    With class conditions each class present in both batches is compared with itself; without,
-    the whole batches. A one-hot block's mean is its column's category shares, so the term
-    pulls each column's (class-conditional) marginal toward the data's.
+    With class conditions (``num_classes`` of them; 0: none) each class present in both
+    batches is compared with itself; without, the whole batches. A one-hot block's mean is its
+    column's category shares, so the term pulls each column's (class-conditional) marginal
+    toward the data's. The class count comes from the schema: reading it off the batches
+    would wait for an accelerator at every step.
     """
-    if fake_cond is None or real_cond is None or fake_cond.dtype != torch.int64:
+    if fake_cond is None or real_cond is None or num_classes == 0:
         return (fake_x.mean(0) - real_x.mean(0)).square().sum()
-    num_classes = int(max(fake_cond.max(), real_cond.max())) + 1
 
     def class_means(x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         onehot = nn.functional.one_hot(cond, num_classes).to(x.dtype)
