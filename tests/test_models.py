@@ -275,6 +275,22 @@ def test_tabular_gumbel_head_gives_exact_one_hot_rows() -> None:
     assert_every_parameter_has_grad(generator)
 
 
+@pytest.mark.parametrize("head", ["gumbel", "softmax"])
+def test_a_mixed_block_is_zero_at_its_spike_and_trains_both_parts(head: str) -> None:
+    torch.manual_seed(0)
+    blocks = (ColumnBlock("gain", "mixed", 3), ColumnBlock("age", "numeric", 1))
+    schema = DataSchema(kind="tabular", sample_shape=(4,), blocks=blocks)
+    generator, discriminator = build_models(tiny_config("mlp", tabular_head=head), schema)
+    fake = generator(sample_latent(256, LATENT_DIM, "normal"))
+    flag, value = fake[:, :2], fake[:, 2]
+    torch.testing.assert_close(flag.sum(dim=1), torch.ones(256))
+    if head == "gumbel":
+        assert set(flag.unique().tolist()) <= {0.0, 1.0}
+        assert (value[flag[:, 0] == 1] == 0).all() and (value[flag[:, 1] == 1] != 0).any()
+    discriminator(fake).sum().backward()
+    assert_every_parameter_has_grad(generator)
+
+
 def test_tabular_blocks_must_cover_the_features() -> None:
     schema = schema_for("tabular", sample_shape=(10,))
     with pytest.raises(SpecError, match="blocks cover 9 features but sample_shape has 10"):

@@ -145,6 +145,66 @@ def test_integer_columns_are_dequantised_before_their_quantiles(dequantize: bool
     np.testing.assert_array_equal(restored.transform(table).x, encoded.x)  # type: ignore[attr-defined]
 
 
+def spiked_table(num_rows: int = 4000) -> Table:
+    """capital-gain as in Adult: 0 for 90 % of the rows, a long integer tail for the rest."""
+    rng = np.random.default_rng(0)
+    gain = np.where(rng.random(num_rows) < 0.9, 0.0, np.round(rng.lognormal(8.0, 1.0, num_rows)))
+    gain[0] = 0.0
+    frame = pd.DataFrame({"capital-gain": gain, "age": rng.integers(17, 91, num_rows) * 1.0})
+    columns = (ColumnInfo("capital-gain", "numeric"), ColumnInfo("age", "numeric"))
+    return Table(frame=frame, columns=columns, source="gains.csv")
+
+
+@pytest.mark.parametrize("numeric_transform", ["quantile", "minmax"])
+def test_a_spiked_numeric_is_a_mixed_block_that_round_trips(numeric_transform: str) -> None:
+    table = spiked_table()
+    gain = table.frame["capital-gain"].to_numpy()
+    transform = fit_transform(table, config(numeric_transform=numeric_transform))
+    blocks = {b.name: b for b in transform.schema.blocks}
+    assert (blocks["capital-gain"].kind, blocks["capital-gain"].width) == ("mixed", 3)
+    assert (blocks["age"].kind, blocks["age"].width) == ("numeric", 1)  # no value holds half
+    encoded = transform.transform(table).x
+    mixed = encoded[:, feature_offset(transform.schema, "capital-gain") :][:, :3]
+    at_zero = gain == 0
+    np.testing.assert_array_equal(mixed[:, 0], at_zero)
+    np.testing.assert_array_equal(mixed[:, 1], ~at_zero)
+    assert np.all(mixed[at_zero, 2] == 0)
+    if numeric_transform == "quantile":
+        # the tail has the whole normal to itself: its median sits at 0, not at z = 1.6
+        assert abs(np.median(mixed[~at_zero, 2])) < 0.05
+        assert 0.9 < np.std(mixed[~at_zero, 2]) < 1.1
+    back = json_round_trip(transform).inverse_transform(encoded)  # type: ignore[attr-defined]
+    assert back["capital-gain"].dtype == np.int64
+    assert np.all(back["capital-gain"][at_zero] == 0)
+    # float32 features: exact but for the last unit at the tail's far end
+    np.testing.assert_allclose(back["capital-gain"], gain, rtol=1e-4)
+
+
+def test_a_mixed_block_decodes_the_flag_first() -> None:
+    transform = fit_transform(spiked_table(), config())
+    offset = feature_offset(transform.schema, "capital-gain")
+    rows = np.zeros((2, transform.schema.sample_shape[0]), dtype=np.float32)
+    rows[:, offset + 2] = 1.5  # a large gain...
+    rows[0, offset : offset + 2] = [0.7, 0.3]  # ...at the spike: the flag wins
+    rows[1, offset : offset + 2] = [0.3, 0.7]
+    gains = transform.inverse_transform(rows)["capital-gain"].tolist()
+    assert gains[0] == 0 and gains[1] > 5000
+
+
+@pytest.mark.parametrize("share", [None, 0.95])
+def test_spike_min_share_none_or_above_the_spike_keeps_one_value(share: float | None) -> None:
+    transform = fit_transform(spiked_table(), config(spike_min_share=share))
+    assert all(b.kind == "numeric" and b.width == 1 for b in transform.schema.blocks)
+
+
+def test_transforms_saved_before_mixed_blocks_still_load() -> None:
+    state = fit_transform(make_table(), config()).to_dict()
+    for codec in state["codecs"]:
+        codec.pop("spike", None)  # written by a version without spikes
+    restored = transform_from_dict(state)
+    assert all(b.kind != "mixed" for b in restored.schema.blocks)
+
+
 def test_onehot_and_missing_slot_blocks() -> None:
     transform = fit_transform(make_table(), config())
     blocks = {b.name: b for b in transform.schema.blocks}

@@ -1,10 +1,11 @@
 """Column codecs of the tabular transform, and the scaling helpers every transform shares.
 
 A codec fits one table column on the training split and maps it to model features and back:
-:class:`_NumericCodec` (numeric and date columns) and :class:`_CategoricalCodec` (categorical
-and short string columns). Their state is plain JSON (``to_dict`` /
-:func:`_codec_from_dict`). :func:`_minmax`, :func:`_unminmax`, :func:`_class_frequencies`
-and :func:`_json_safe` are also used by the image and signal transforms.
+:class:`_NumericCodec` (numeric and date columns, a spiked numeric as a mixed block) and
+:class:`_CategoricalCodec` (categorical and short string columns). Their state is plain JSON
+(``to_dict`` / :func:`_codec_from_dict`). :func:`_minmax`, :func:`_unminmax`,
+:func:`_class_frequencies` and :func:`_json_safe` are also used by the image and signal
+transforms.
 """
 
 from __future__ import annotations
@@ -93,7 +94,13 @@ def _quantile_transformer(quantiles: Sequence[float], references: Sequence[float
 
 @dataclass(frozen=True)
 class _NumericCodec:
-    """One numeric (or date) column: min-max or quantile-normal, width 1."""
+    """One numeric (or date) column: min-max or quantile-normal.
+
+    Width 1, or 3 for a column with a ``spike`` (a value that at least
+    ``data.spike_min_share`` of the training rows hold, e.g. capital-gain's 0): the one-hot
+    [at the spike, elsewhere], then the other values, scaled on their own, 0 at the spike.
+    The quantiles are those of the other values, so the column's tail keeps its resolution.
+    """
 
     name: str
     origin: Literal["numeric", "date"]
@@ -108,16 +115,19 @@ class _NumericCodec:
     date_dtype: str = ""
     date_resolution_s: float = 0.0
     is_dequantized: bool = False  # U(-0.5, 0.5) noise added before the quantile map
+    spike: float | None = None
 
     @property
     def width(self) -> int:
         """Number of model features."""
-        return 1
+        return 1 if self.spike is None else 3
 
     @property
     def block(self) -> ColumnBlock:
         """The schema block."""
-        return ColumnBlock(self.name, "numeric", 1)
+        if self.spike is None:
+            return ColumnBlock(self.name, "numeric", 1)
+        return ColumnBlock(self.name, "mixed", 3)
 
     @classmethod
     def fit(
@@ -132,6 +142,8 @@ class _NumericCodec:
         observed = values[~np.isnan(values)]
         if observed.size == 0:
             return None
+        spike = _spike(observed, config.spike_min_share) if origin == "numeric" else None
+        scaled = observed if spike is None else observed[observed != spike]
         quantiles: tuple[float, ...] = ()
         references: tuple[float, ...] = ()
         is_integer = origin == "numeric" and bool(np.all(observed == np.round(observed)))
@@ -139,13 +151,13 @@ class _NumericCodec:
         if config.numeric_transform == "quantile":
             from sklearn.preprocessing import QuantileTransformer
 
-            fitted = observed
+            fitted = scaled
             if is_dequantized:
-                fitted = observed + _dequantization_noise(str(series.name), observed.size)
+                fitted = scaled + _dequantization_noise(str(series.name), scaled.size)
             # subsample=None: every training value, so the fit is exact and deterministic.
             qt = QuantileTransformer(
                 output_distribution="normal",
-                n_quantiles=min(MAX_QUANTILES, observed.size),
+                n_quantiles=min(MAX_QUANTILES, scaled.size),
                 subsample=None,
             ).fit(fitted.reshape(-1, 1))
             quantiles = tuple(float(q) for q in qt.quantiles_[:, 0])
@@ -169,6 +181,7 @@ class _NumericCodec:
             date_dtype=str(series.dtype) if origin == "date" else "",
             date_resolution_s=resolution,
             is_dequantized=is_dequantized,
+            spike=spike,
         )
 
     def prepare(self, series: pd.Series, source: str) -> np.ndarray:
@@ -181,24 +194,39 @@ class _NumericCodec:
         return np.isnan(prepared)
 
     def encode(self, prepared: np.ndarray) -> np.ndarray:
-        """Map prepared values to (N, 1) features; NaN is imputed with the training median."""
+        """Map prepared values to (N, width) features; NaN is imputed with the training median."""
         values = np.where(np.isnan(prepared), self.median, prepared)
+        if self.spike is None:
+            return self._scale(values).reshape(-1, 1)
+        at_spike = values == self.spike
+        features = np.zeros((values.size, 3), dtype=np.float64)
+        features[:, 0] = at_spike
+        features[:, 1] = ~at_spike
+        if not at_spike.all():
+            features[~at_spike, 2] = self._scale(values[~at_spike])
+        return features
+
+    def _scale(self, values: np.ndarray) -> np.ndarray:
+        """Values -> 1-D model values (dequantised first when the fit was)."""
         if self.is_dequantized:
             values = values + _dequantization_noise(self.name, values.size)
         if self.scaling == "quantile":
             qt = _quantile_transformer(self.quantiles, self.references)
-            return np.asarray(qt.transform(values.reshape(-1, 1)), dtype=np.float64)
-        return _minmax(values, self.low, self.high, self.target).reshape(-1, 1)
+            return np.asarray(qt.transform(values.reshape(-1, 1)), dtype=np.float64)[:, 0]
+        return np.asarray(_minmax(values, self.low, self.high, self.target), dtype=np.float64)
 
     def decode(self, block: np.ndarray) -> pd.Series:
-        """(N, 1) model features -> a column in the trained dtype, clipped to the trained range."""
-        scaled = np.asarray(block, dtype=np.float64).reshape(-1)
+        """(N, width) model features -> a column in the trained dtype, clipped to its range."""
+        block = np.asarray(block, dtype=np.float64).reshape(len(block), -1)
+        scaled = block[:, -1]
         if self.scaling == "quantile":
             qt = _quantile_transformer(self.quantiles, self.references)
             values = np.asarray(qt.inverse_transform(scaled.reshape(-1, 1)))[:, 0]
         else:
             values = _unminmax(scaled, self.low, self.high, self.target)
         values = np.clip(values, self.low, self.high)
+        if self.spike is not None:
+            values = np.where(block[:, :2].argmax(axis=1) == 0, self.spike, values)
         if self.origin == "date":
             return self._to_dates(values)
         if not self.is_integer:
@@ -223,6 +251,17 @@ class _NumericCodec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
         return {"codec": "numeric", **_fields_to_dict(self)}
+
+
+def _spike(observed: np.ndarray, min_share: float | None) -> float | None:
+    """The value that at least ``min_share`` of ``observed`` hold, if any other value exists."""
+    if min_share is None:
+        return None
+    values, counts = np.unique(observed, return_counts=True)
+    top = int(counts.argmax())
+    if len(values) < 2 or counts[top] < min_share * observed.size:
+        return None
+    return float(values[top])
 
 
 def _dequantization_noise(name: str, size: int) -> np.ndarray:

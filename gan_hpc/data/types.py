@@ -10,7 +10,7 @@ import pandas as pd
 
 ColumnKind = Literal["numeric", "categorical", "string", "date"]
 DataKind = Literal["tabular", "image", "signal"]
-BlockKind = Literal["numeric", "categorical"]
+BlockKind = Literal["numeric", "categorical", "mixed"]
 ConditionKind = Literal["class", "continuous"]
 
 
@@ -61,7 +61,12 @@ RawData = Table | Arrays
 
 @dataclass(frozen=True, slots=True)
 class ColumnBlock:
-    """A slice of a tabular sample vector: one numeric column (width 1) or a one-hot block."""
+    """A slice of a tabular sample vector: one column's features.
+
+    ``numeric``: one scaled value (width 1). ``categorical``: a one-hot block. ``mixed``: a
+    numeric column with a spike (width 3): the one-hot [at the spike, elsewhere], then the
+    value scaled without the spike, 0 at the spike.
+    """
 
     name: str
     kind: BlockKind

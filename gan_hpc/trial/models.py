@@ -92,7 +92,9 @@ class TabularHead(nn.Module):
     Numeric blocks get the output activation; each categorical (one-hot) block gets a softmax
     (``head='softmax'``: rows sum to 1) or a hard straight-through Gumbel-softmax
     (``head='gumbel'``: exact one-hot rows whose gradient is the soft sample's), so every
-    generated row decodes to valid categories.
+    generated row decodes to valid categories. A mixed block's [at the spike, elsewhere] pair
+    is such a one-hot, and its value is multiplied by "elsewhere": 0 at the spike, as in the
+    data.
     """
 
     def __init__(
@@ -105,7 +107,7 @@ class TabularHead(nn.Module):
     ) -> None:
         super().__init__()
         self.widths = [block.width for block in blocks]
-        self.is_categorical = [block.kind == "categorical" for block in blocks]
+        self.kinds = [block.kind for block in blocks]
         self.numeric = output_module(numeric_activation)
         self.head = head
         self.gumbel_tau = gumbel_tau
@@ -113,16 +115,21 @@ class TabularHead(nn.Module):
     def forward(self, logits: Tensor) -> Tensor:
         """Map ``[B, F]`` raw outputs to ``[B, F]`` features."""
         parts = []
-        for part, is_categorical in zip(
-            logits.split(self.widths, dim=1), self.is_categorical, strict=True
-        ):
-            if not is_categorical:
+        for part, kind in zip(logits.split(self.widths, dim=1), self.kinds, strict=True):
+            if kind == "numeric":
                 parts.append(self.numeric(part))
-            elif self.head == "gumbel":
-                parts.append(F.gumbel_softmax(part, tau=self.gumbel_tau, hard=True))
+            elif kind == "categorical":
+                parts.append(self._one_hot(part))
             else:
-                parts.append(torch.softmax(part, dim=1))
+                at_spike = self._one_hot(part[:, :2])
+                parts += [at_spike, self.numeric(part[:, 2:]) * at_spike[:, 1:]]
         return torch.cat(parts, dim=1)
+
+    def _one_hot(self, logits: Tensor) -> Tensor:
+        """A hard Gumbel-softmax sample or a softmax of ``logits``, by ``head``."""
+        if self.head == "gumbel":
+            return F.gumbel_softmax(logits, tau=self.gumbel_tau, hard=True)
+        return torch.softmax(logits, dim=1)
 
 
 def _generator_output(config: ModelConfig, schema: DataSchema) -> nn.Module:
