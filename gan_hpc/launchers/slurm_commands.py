@@ -18,10 +18,9 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from gan_hpc.errors import LaunchError
-from gan_hpc.launchers.slurm_poll import ACTIVE_STATES
+from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, parse_sacct, parse_squeue
 
 NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
 
@@ -33,45 +32,24 @@ def slurm_outcome(job_id: str) -> tuple[str, int | None]:
         (state, exit status or None); ("UNKNOWN", None) when neither knows the job.
 
     """
-    queued = (
-        run_slurm_command(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False).strip().upper()
-    )
-    if queued.split("\n")[0] in ACTIVE_STATES:
-        return queued.split("\n")[0], None
-    out = run_slurm_command(
-        ["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id], check=False
-    )
-    lines = [line for line in out.splitlines() if line.strip()]
-    if not lines:
-        return (queued.split("\n")[0] or "UNKNOWN"), None
-    state, _, code = lines[-1].partition("|")
-    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
-    exit_status = code.split(":")[0].strip()
-    return state or "UNKNOWN", int(exit_status) if exit_status.isdigit() else None
+    command = ["squeue", "-h", "-j", job_id, "-o", "%i|%T"]
+    queued = parse_squeue(run_slurm_command(command, check=False)).get(job_id, "")
+    if queued in ACTIVE_STATES:
+        return queued, None
+    command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode", "-j", job_id]
+    accounted = parse_sacct(run_slurm_command(command, check=False)).get(job_id)
+    return accounted or (queued or "UNKNOWN", None)
 
 
-def slurm_state(job_id: str, *, watcher: Any = None) -> str:
-    """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell.
-
-    Args:
-        job_id: a SLURM job id.
-        watcher: submitit's shared sacct watcher (one sacct call for all of a process's jobs).
-
-    """
-    state = ""
-    if watcher is not None:
-        state = watcher.get_state(job_id, mode="force")
-    else:
-        out = run_slurm_command(
-            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], check=False
-        )
-        state = out.splitlines()[-1] if out.strip() else ""
-    state = state.split(" ")[0].strip().upper()  # "CANCELLED by 0" -> CANCELLED
-    if state and state != "UNKNOWN":
-        return state
+def slurm_state(job_id: str) -> str:
+    """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell."""
+    command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode", "-j", job_id]
+    accounted = parse_sacct(run_slurm_command(command, check=False)).get(job_id)
+    if accounted is not None and accounted[0] != "UNKNOWN":
+        return accounted[0]
     # accounting may lag a new job by a few seconds; squeue asks the controller itself
-    out = run_slurm_command(["squeue", "-h", "-j", job_id, "-o", "%T"], check=False)
-    return out.strip().split("\n")[0].strip().upper() or "UNKNOWN"
+    command = ["squeue", "-h", "-j", job_id, "-o", "%i|%T"]
+    return parse_squeue(run_slurm_command(command, check=False)).get(job_id) or "UNKNOWN"
 
 
 def require_sbatch() -> None:

@@ -17,6 +17,7 @@ import submitit
 from gan_hpc.launchers import slurm as slurm_launch
 from gan_hpc.launchers import slurm_poll
 from gan_hpc.launchers.slurm import SlurmJob
+from gan_hpc.launchers.slurm_commands import slurm_outcome, slurm_state
 from gan_hpc.launchers.slurm_poll import JobPoller, PolledJob
 from gan_hpc.trial_dir import EXIT_OK
 from tests.e2e.test_slurm import needs_slurm, slurm_conf  # noqa: F401 (a fixture)
@@ -83,3 +84,18 @@ def test_several_jobs_are_watched_with_one_squeue_call_per_poll(
     assert all(c[-2] == "-j" and len(c[-1].split(",")) <= len(ids) for c in sacct_calls_made)
     # three jobs watched ~20 s: the per-watcher rule would have made 3 calls every 5 s
     assert poller.num_polls >= 3
+
+
+@needs_slurm
+@pytest.mark.usefixtures("slurm_conf")
+def test_one_jobs_direct_state_queries_read_the_real_cluster(tmp_path: Path) -> None:
+    # what a watcher asks when no poller answers: the same parsers as the poller's
+    job_id = _sbatch(f"direct-{uuid.uuid4().hex[:6]}", "sleep 2; exit 3", tmp_path)
+    assert slurm_outcome(job_id)[0] in ("PENDING", "RUNNING", "CONFIGURING")
+    deadline = time.monotonic() + 60
+    while slurm_outcome(job_id) != ("FAILED", 3):
+        assert time.monotonic() < deadline, f"job {job_id}: {slurm_outcome(job_id)}"
+        time.sleep(0.5)
+    assert slurm_state(job_id) == "FAILED"
+    assert slurm_outcome("999999") == ("UNKNOWN", None)
+    assert slurm_state("999999") == "UNKNOWN"
