@@ -13,6 +13,7 @@ driver's peak memory (the CLI process, and Ray's own processes beside it) and Ra
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,7 @@ def steps_for_seconds(root: Path, seconds: list[float]) -> list[int]:
     """
     base = sweep_spec(1, 0)["base"]
 
-    runs = iter(range(1000))
+    runs = itertools.count()
 
     def timed(num_steps: int) -> float:
         document = {**base, "train": {**base["train"], "num_steps": num_steps}}

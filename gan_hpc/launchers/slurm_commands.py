@@ -20,7 +20,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from gan_hpc.errors import LaunchError
-from gan_hpc.launchers.slurm_poll import ACTIVE_STATES, parse_sacct, parse_squeue
+from gan_hpc.launchers.slurm_poll import (
+    ACTIVE_STATES,
+    SACCT_OUTCOMES,
+    SQUEUE_STATES,
+    parse_sacct,
+    parse_squeue,
+)
 
 NO_SLURM_HINT = "run the sweep with --launcher local, or from a machine where SLURM works"
 
@@ -32,24 +38,31 @@ def slurm_outcome(job_id: str) -> tuple[str, int | None]:
         (state, exit status or None); ("UNKNOWN", None) when neither knows the job.
 
     """
-    command = ["squeue", "-h", "-j", job_id, "-o", "%i|%T"]
-    queued = parse_squeue(run_slurm_command(command, check=False)).get(job_id, "")
+    queued = _queued_state(job_id)
     if queued in ACTIVE_STATES:
         return queued, None
-    command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode", "-j", job_id]
-    accounted = parse_sacct(run_slurm_command(command, check=False)).get(job_id)
-    return accounted or (queued or "UNKNOWN", None)
+    return _accounted_outcome(job_id) or (queued or "UNKNOWN", None)
 
 
 def slurm_state(job_id: str) -> str:
     """The job's state word from sacct, else squeue; "UNKNOWN" when neither can tell."""
-    command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode", "-j", job_id]
-    accounted = parse_sacct(run_slurm_command(command, check=False)).get(job_id)
+    accounted = _accounted_outcome(job_id)
     if accounted is not None and accounted[0] != "UNKNOWN":
         return accounted[0]
     # accounting may lag a new job by a few seconds; squeue asks the controller itself
-    command = ["squeue", "-h", "-j", job_id, "-o", "%i|%T"]
-    return parse_squeue(run_slurm_command(command, check=False)).get(job_id) or "UNKNOWN"
+    return _queued_state(job_id) or "UNKNOWN"
+
+
+def _queued_state(job_id: str) -> str:
+    """The job's state word in squeue, or "" when the controller does not list it."""
+    out = run_slurm_command([*SQUEUE_STATES, "-j", job_id], check=False)
+    return parse_squeue(out).get(job_id, "")
+
+
+def _accounted_outcome(job_id: str) -> tuple[str, int | None] | None:
+    """The job's (state word, exit status) in sacct, or None when accounting has no record."""
+    out = run_slurm_command([*SACCT_OUTCOMES, "-j", job_id], check=False)
+    return parse_sacct(out).get(job_id)
 
 
 def require_sbatch() -> None:

@@ -91,8 +91,13 @@ def poll_folder(sweep_dir: Path, driver_token: str) -> Path:
     return Path(sweep_dir) / POLL_DIR / driver_token
 
 
+# what the parsers below read: the caller adds which jobs (-j, or --name for the squeue)
+SQUEUE_STATES = ("squeue", "-h", "-o", "%i|%T")
+SACCT_OUTCOMES = ("sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode")
+
+
 def parse_squeue(text: str) -> dict[str, str]:
-    """Job id -> state word, from ``squeue -h -o %i|%T`` output."""
+    """Job id -> state word, from :data:`SQUEUE_STATES` output."""
     states: dict[str, str] = {}
     for line in text.splitlines():
         job_id, _, state = line.partition("|")
@@ -102,7 +107,7 @@ def parse_squeue(text: str) -> dict[str, str]:
 
 
 def parse_sacct(text: str) -> dict[str, Outcome]:
-    """Job id -> (state word, exit status), from ``sacct -n -X -P -o JobID,State,ExitCode``.
+    """Job id -> (state word, exit status), from :data:`SACCT_OUTCOMES` output.
 
     The last line of a job wins (a requeued job's latest run); "CANCELLED by 0" is CANCELLED.
     """
@@ -224,16 +229,14 @@ class JobPoller:
         accounted: dict[str, Outcome] = {}
         if watched:
             self.num_squeue_calls += 1
-            out = _query(["squeue", "-h", f"--name={self.job_name}", "-o", "%i|%T"])
-            queued = parse_squeue(out)
+            queued = parse_squeue(_query([*SQUEUE_STATES, f"--name={self.job_name}"]))
             for job_id, state in queued.items():
                 if state in ACTIVE_STATES:
                     self._ended.pop(job_id, None)  # requeued: its end is not known any more
             asked = to_account(watched, queued, self._ended)
             if asked:
                 self.num_sacct_calls += 1
-                command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode"]
-                accounted = parse_sacct(_query([*command, "-j", ",".join(asked)]))
+                accounted = parse_sacct(_query([*SACCT_OUTCOMES, "-j", ",".join(asked)]))
                 self._ended.update({j: o for j, o in accounted.items() if has_ended(o[0])})
         outcomes = merge_outcomes(watched, queued, accounted, self._ended)
         states = {job_id: outcome[0] for job_id, outcome in outcomes.items()}
