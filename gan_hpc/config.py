@@ -167,6 +167,10 @@ class DataConfig:
     # elsewhere] and the other values scaled on their own, so its tail is not squeezed into the
     # last few percent of the scale; None encodes every numeric as one scaled value
     spike_min_share: float | None = 0.5
+    # a column that pairs one-to-one with a categorical column on every training row (Adult's
+    # education-num of education) is decoded from that column instead of generated, so the
+    # pairing holds in every generated row
+    derive_recodings: bool = True
     minmax_range: tuple[float, float] = (-1.0, 1.0)
     categorical_encoding: CategoricalEncoding = "onehot"
     missing: MissingPolicy = "category"

@@ -30,10 +30,11 @@ from gan_hpc.bundle.load import (
     WEIGHTS_FILE,
     SampleGenerator,
     SignalSamples,
+    describe_bundle,
     load_generator,
 )
 from gan_hpc.bundle.sampling import arff_text, write_samples
-from gan_hpc.config import DataConfig
+from gan_hpc.config import DataConfig, ModelConfig
 from gan_hpc.data.readers import read_data
 from gan_hpc.data.transform import TabularTransform
 from gan_hpc.data.types import ColumnInfo, Table
@@ -238,6 +239,22 @@ def test_bundle_weights_are_the_checkpoints_ema_weights(
     assert config["latent"] == {"dim": 8, "distribution": "normal"}
     columns = {c["name"]: c for c in config["output"]["data"]["columns"]}
     assert columns["age"]["dtype"] == "int64" and columns["job"]["kind"] == "categorical"
+
+
+def test_a_recoded_column_names_its_parent_in_the_bundle_config() -> None:
+    grade = np.repeat(["low", "mid", "high"], 20)
+    frame = pd.DataFrame({"grade": pd.Categorical(grade), "points": np.repeat([1.0, 2.0, 3.0], 20)})
+    table = Table(
+        frame=frame,
+        columns=(ColumnInfo("grade", "categorical"), ColumnInfo("points", "numeric")),
+        source="grades.csv",
+    )
+    transform = TabularTransform.fit(table, DataConfig(path="grades.csv"))
+    described = describe_bundle(ModelConfig(), transform.schema, transform)
+    columns = {c["name"]: c for c in described["output"]["data"]["columns"]}
+    assert columns["points"]["decoded_from"] == "grade"
+    assert "decoded_from" not in columns["grade"]
+    assert described["output"]["sample_shape"] == [3]  # grade's one-hot alone
 
 
 def test_metrics_come_from_the_exported_checkpoint_only(

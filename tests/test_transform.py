@@ -205,6 +205,98 @@ def test_transforms_saved_before_mixed_blocks_still_load() -> None:
     assert all(b.kind != "mixed" for b in restored.schema.blocks)
 
 
+EDUCATION = {"HS-grad": 9, "Bachelors": 13, "Masters": 14, "Doctorate": 16}
+
+
+def schooled_table(num_rows: int = 2000, broken_rows: int = 0) -> Table:
+    """education-num is education as a number, as in Adult; ``level`` copies the label."""
+    rng = np.random.default_rng(0)
+    education = rng.choice(list(EDUCATION), num_rows, p=[0.5, 0.3, 0.15, 0.05])
+    number = np.array([EDUCATION[e] for e in education], dtype=np.float64)
+    number[:broken_rows] += 1  # a pairing that breaks somewhere is no recoding
+    label = rng.choice(["no", "yes"], num_rows)
+    frame = pd.DataFrame(
+        {
+            "education": pd.Categorical(education, categories=list(EDUCATION)),
+            "education-num": number,
+            "hours": rng.integers(1, 99, num_rows).astype(np.float64),
+            "level": pd.Series(np.where(label == "yes", "high", "low"), dtype=object),
+            "label": pd.Categorical(label, categories=["no", "yes"]),
+        }
+    )
+    columns = (
+        ColumnInfo("education", "categorical", tuple(EDUCATION)),
+        ColumnInfo("education-num", "numeric"),
+        ColumnInfo("hours", "numeric"),
+        ColumnInfo("level", "string"),
+        ColumnInfo("label", "categorical", ("no", "yes")),
+    )
+    return Table(frame=frame, columns=columns, source="school.csv")
+
+
+def test_a_one_to_one_recoding_is_decoded_from_its_parent_in_every_generated_row() -> None:
+    table = schooled_table()
+    transform = json_round_trip(fit_transform(table, config()))
+    assert isinstance(transform, TabularTransform)
+    blocks = [b.name for b in transform.schema.blocks]
+    # of education and education-num, and of level and label, the earlier column is generated
+    assert blocks == ["education", "hours", "level"]
+    encoded = transform.transform(table).x
+    back = transform.inverse_transform(encoded)
+    assert list(back.columns) == list(table.frame.columns)
+    assert back["education-num"].dtype == np.int64
+    np.testing.assert_array_equal(back["education-num"], table.frame["education-num"])
+    assert back["label"].tolist() == table.frame["label"].tolist()
+    # whatever a generator draws, the pairing holds
+    noise = np.random.default_rng(1).normal(size=(500, encoded.shape[1])).astype(np.float32)
+    generated = transform.inverse_transform(noise)
+    expected = generated["education"].map(EDUCATION).astype(np.int64)
+    np.testing.assert_array_equal(generated["education-num"], expected)
+    assert set(zip(generated["level"], generated["label"], strict=True)) <= {
+        ("high", "yes"),
+        ("low", "no"),
+    }
+    assert generated["education"].nunique() == len(EDUCATION)  # the parent still varies
+
+
+def test_the_condition_column_is_a_parent_never_a_recoded_column() -> None:
+    transform = fit_transform(schooled_table(), config(conditional=True, condition_column="label"))
+    assert isinstance(transform, TabularTransform)
+    assert {(r.column, r.parent) for r in transform.recodings} == {
+        ("education-num", "education"),
+        ("level", "label"),
+    }
+    x = np.zeros((4, transform.schema.sample_shape[0]), dtype=np.float32)
+    back = transform.inverse_transform(x, cond=np.array([0, 1, 1, 0]))
+    assert back["level"].tolist() == ["low", "high", "high", "low"]
+
+
+@pytest.mark.parametrize(
+    ("broken_rows", "num_rows", "derive"),
+    [(1, 2000, True), (0, 60, True), (0, 2000, False)],
+    ids=["one-row-breaks-the-pairing", "a-class-under-10-rows", "derive_recodings-false"],
+)
+def test_no_recoding_unless_every_row_pairs_and_every_class_has_rows(
+    broken_rows: int, num_rows: int, derive: bool
+) -> None:
+    table = schooled_table(num_rows=num_rows, broken_rows=broken_rows)
+    transform = fit_transform(table, config(derive_recodings=derive))
+    assert isinstance(transform, TabularTransform)
+    recoded = {r.column for r in transform.recodings}
+    assert "education-num" not in recoded
+    assert "education-num" in [b.name for b in transform.schema.blocks]
+    assert ("label" in recoded) is derive  # label still pairs with level, 30 rows per class
+
+
+def test_transforms_saved_before_recodings_still_load() -> None:
+    state = fit_transform(schooled_table(), config()).to_dict()
+    codecs = state.pop("recodings") and state["codecs"]  # written by a version without them
+    restored = transform_from_dict(state)
+    assert isinstance(restored, TabularTransform)
+    assert restored.recodings == ()
+    assert [b.name for b in restored.schema.blocks] == [c["name"] for c in codecs]
+
+
 def test_onehot_and_missing_slot_blocks() -> None:
     transform = fit_transform(make_table(), config())
     blocks = {b.name: b for b in transform.schema.blocks}

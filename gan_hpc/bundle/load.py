@@ -346,7 +346,13 @@ def describe_bundle(
     state = transform.to_dict()
     data: dict[str, Any]
     if isinstance(transform, TabularTransform):
-        data = {"columns": [_column_entry(codec.to_dict()) for codec in transform.codecs]}
+        parents = {r.column: r.parent for r in transform.recodings}
+        data = {
+            "columns": [
+                _column_entry(codec.to_dict(), parents.get(codec.name))
+                for codec in transform.codecs
+            ]
+        }
     elif isinstance(transform, SignalTransform):
         axis = transform.axis
         data = {
@@ -374,22 +380,28 @@ def describe_bundle(
     }
 
 
-def _column_entry(codec: Mapping[str, Any]) -> dict[str, Any]:
-    """One tabular output column: name, kind, dtype, range or categories."""
-    if codec["codec"] == "numeric":
-        if codec["origin"] == "date":
-            return {"name": codec["name"], "kind": "date", "dtype": codec["date_dtype"]}
-        return {
+def _column_entry(codec: Mapping[str, Any], parent: str | None) -> dict[str, Any]:
+    """One tabular output column: name, kind, dtype, range or categories.
+
+    A recoded column (``data.derive_recodings``) also names the column it is decoded from.
+    """
+    entry: dict[str, Any]
+    if codec["codec"] == "numeric" and codec["origin"] == "date":
+        entry = {"name": codec["name"], "kind": "date", "dtype": codec["date_dtype"]}
+    elif codec["codec"] == "numeric":
+        entry = {
             "name": codec["name"],
             "kind": "numeric",
             "dtype": "int64" if codec["is_integer"] else "float64",
             "range": [codec["low"], codec["high"]],
         }
-    return {
-        "name": codec["name"],
-        "kind": "string" if codec["origin"] == "string" else "categorical",
-        "categories": [str(c) for c in codec["categories"]],
-    }
+    else:
+        entry = {
+            "name": codec["name"],
+            "kind": "string" if codec["origin"] == "string" else "categorical",
+            "categories": [str(c) for c in codec["categories"]],
+        }
+    return entry if parent is None else {**entry, "decoded_from": parent}
 
 
 def load_generator(bundle: Path | str, *, device: str | torch.device = "cpu") -> SampleGenerator:

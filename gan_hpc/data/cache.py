@@ -38,7 +38,7 @@ from gan_hpc.files import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 3  # bump when the arrays or the transform state change meaning
+CACHE_FORMAT_VERSION = 4  # bump when the arrays or the transform state change meaning
 CACHE_DIR_ENV = "GAN_HPC_CACHE_DIR"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"

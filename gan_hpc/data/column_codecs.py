@@ -227,6 +227,11 @@ class _NumericCodec:
         values = np.clip(values, self.low, self.high)
         if self.spike is not None:
             values = np.where(block[:, :2].argmax(axis=1) == 0, self.spike, values)
+        return self.decode_values(values)
+
+    def decode_values(self, values: np.ndarray) -> pd.Series:
+        """Values in raw units (epoch seconds for dates) -> the column in the trained dtype."""
+        values = np.asarray(values, dtype=np.float64)
         if self.origin == "date":
             return self._to_dates(values)
         if not self.is_integer:
@@ -405,13 +410,19 @@ class _CategoricalCodec:
 
     def decode(self, block: np.ndarray) -> pd.Series:
         """(N, width) generator output -> the column (argmax of one-hot, rounded codes)."""
+        return self.decode_codes(self.block_codes(block))
+
+    def block_codes(self, block: np.ndarray) -> np.ndarray:
+        """(N, width) generator output -> int64 class codes (argmax, or rounded codes)."""
         block = np.asarray(block, dtype=np.float64)
         if self.encoding == "onehot":
-            codes = block.argmax(axis=1)
-        else:
-            scaled = _unminmax(block[:, 0], 0, self.num_classes - 1, self.target)
-            codes = np.clip(np.round(np.nan_to_num(scaled)), 0, self.num_classes - 1)
-        return self.decode_codes(codes.astype(np.int64))
+            return block.argmax(axis=1).astype(np.int64)
+        scaled = _unminmax(block[:, 0], 0, self.num_classes - 1, self.target)
+        return np.clip(np.round(np.nan_to_num(scaled)), 0, self.num_classes - 1).astype(np.int64)
+
+    def decode_values(self, values: np.ndarray) -> pd.Series:
+        """Class codes given as numbers -> the column (the same as :meth:`decode_codes`)."""
+        return self.decode_codes(np.asarray(values).astype(np.int64))
 
     def decode_codes(self, codes: np.ndarray) -> pd.Series:
         """Class codes -> the column; the missing slot becomes NaN."""
