@@ -20,6 +20,7 @@ It also reports how well the leaderboard found the winner: Kendall's tau between
 order and test TSTR over the sweep's trials, and the top-1's gap to the best trial.
 
     python bench/quality_adult.py [--dataset adult|bank] [--seeds 0 1 2] [--out DIR]
+        [--trial-seeds 0 1 2 [--trial-set train.num_steps=1000 ...]]
 
 Takes about 12 minutes per seed on 2 cores (the sweep, then ~10 s of scoring per trial).
 """
@@ -418,6 +419,13 @@ def main() -> None:
         default=[],
         help="also train one trial of the spec's base recipe per seed (gan-hpc train)",
     )
+    parser.add_argument(
+        "--trial-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides for those single trials only, e.g. train.num_steps=1000",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec, target, positive = DATASETS[args.dataset]
@@ -454,8 +462,9 @@ def main() -> None:
         flush=True,
     )
     if args.trial_seeds:
+        trial_overrides = [*set_overrides, *(i for o in args.trial_set for i in ("--set", o))]
         trials = single_trials(
-            spec, out, args.trial_seeds, set_overrides, real_test, target, positive
+            spec, out, args.trial_seeds, trial_overrides, real_test, target, positive
         )
         print("### single trials of the base recipe (wall: the whole command)\n")
         print(_table([*trials, *reference]) + "\n", flush=True)
