@@ -358,6 +358,8 @@ def _fit_recodings(
     values = {c.name: _recoding_values(c, frame[c.name], source) for c in codecs}
     parents = [c for c in codecs if isinstance(c, _CategoricalCodec)]
     parent_codes = {p.name: p.class_codes(p.prepare(frame[p.name], source)) for p in parents}
+    # a one-to-one pairing needs as many distinct values as classes: only those pairs are tried
+    distinct = {name: len(np.unique(v)) for name, v in values.items() if v is not None}
     recodings: list[_Recoding] = []
     for child in reversed(codecs):
         child_values = values[child.name]
@@ -367,7 +369,11 @@ def _fit_recodings(
             continue
         recoded = {r.column for r in recodings}
         for parent in parents:
-            if parent.name == child.name or parent.name in recoded:
+            if (
+                parent.name == child.name
+                or parent.name in recoded
+                or distinct[parent.name] != distinct[child.name]
+            ):
                 continue
             mapping = _one_to_one(parent_codes[parent.name], child_values, parent.num_classes)
             if mapping is not None:
