@@ -20,6 +20,7 @@ import gan_hpc.trial.train as train_module
 from gan_hpc import convergence as names
 from gan_hpc.config import TrainConfig, TrialConfig
 from gan_hpc.dist_env import free_port
+from gan_hpc.errors import CheckpointError
 from gan_hpc.trial.checkpoint import list_step_checkpoints, load_checkpoint, load_latest_valid
 from gan_hpc.trial.distributed import weights_fingerprint
 from gan_hpc.trial.steps import lr_factor
@@ -100,6 +101,38 @@ def test_resume_is_bit_exact(tmp_path: Path, loss_name: str, lr_decay_start: flo
     # the metric stream continues where it stopped: no step repeated, none missing
     steps = [r[names.STEP] for r in TrialDir(interrupted).read_metrics()]
     assert steps == [6, 12, 18, 24]
+
+
+def _write_kinds(path: Path, kinds: list[str]) -> None:
+    rows = [f"{i % 7}.5,{kinds[i % len(kinds)]}" for i in range(200)]
+    path.write_text("size,kind\n" + "\n".join(rows) + "\n")
+
+
+def test_resuming_on_data_encoded_otherwise_is_refused_and_keeps_the_trial(
+    tmp_path: Path,
+) -> None:
+    table, run_dir = tmp_path / "kinds.csv", tmp_path / "trial"
+    _write_kinds(table, ["a", "b"])
+    config = TrialConfig.from_dict(
+        {
+            "data": {"path": str(table)},
+            "model": {"latent_dim": 4, "generator": {"width": 8}, "discriminator": {"width": 8}},
+            "train": {"batch_size": 16, "num_steps": 8, "eval_every_steps": 4},
+            "convergence": {"num_eval_samples": 32},
+        },
+        source="test",
+    )
+    assert train_trial(config, run_dir, stop_after_step=4).state == "paused"
+    trial = TrialDir(run_dir)
+    data_json = trial.data_path.read_bytes()
+    checkpoints = {p.name: p.read_bytes() for p in trial.checkpoints.iterdir()}
+    _write_kinds(table, ["a", "b", "c"])  # the same config, a third category: a wider one-hot
+    with pytest.raises(CheckpointError, match=r"step-0+4\.pt: trained on data encoded otherwise"):
+        train_trial(config, run_dir)
+    assert trial.data_path.read_bytes() == data_json  # export still decodes its checkpoints
+    assert {p.name: p.read_bytes() for p in trial.checkpoints.iterdir()} == checkpoints
+    _write_kinds(table, ["a", "b"])
+    assert train_trial(config, run_dir).state == "finished"  # the data it was made with resumes
 
 
 def test_learning_rates_fall_linearly_to_zero_from_lr_decay_start(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ program every launcher starts) runs it::
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sys
@@ -33,8 +34,9 @@ from gan_hpc._logging import get_logger
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import gate_holds, selection_key
 from gan_hpc.data.datasets import PreparedData, load_dataset
+from gan_hpc.data.types import DataSchema
 from gan_hpc.dist_env import DistEnv, dist_env_from_environ, rank_threads
-from gan_hpc.errors import SpecError
+from gan_hpc.errors import CheckpointError, SpecError
 from gan_hpc.trial.checkpoint import (
     BEST_NAME,
     TrainState,
@@ -128,7 +130,6 @@ def train_trial(
         data = load_dataset(cfg.data)
         check_reconstruction(cfg.loss, data.schema)
         check_marginal(cfg.loss, data.schema)
-        writer.record_data(data)
         torch.manual_seed(cfg.train.seed)
         gan = build_gan(
             data.schema,
@@ -140,7 +141,9 @@ def train_trial(
         )
 
         # ---- resume from the newest valid checkpoint (rank 0 chooses, every rank loads it)
-        start = _resume(gan, writer, cfg, env, device)
+        start = _resume(gan, writer, cfg, data.schema, env, device)
+        # after the resume check: a checkpoint of other data keeps the data.json it was made with
+        writer.record_data(data)
         step, epoch, batch_in_epoch = start.step, start.epoch, start.batch_in_epoch
         best, last, guards = start.best, start.last, start.guards
         if env.is_distributed:
@@ -262,18 +265,34 @@ class _Start:
 
 
 def _resume(
-    gan: Gan, writer: TrialWriter, cfg: TrialConfig, env: DistEnv, device: torch.device
+    gan: Gan,
+    writer: TrialWriter,
+    cfg: TrialConfig,
+    schema: DataSchema,
+    env: DistEnv,
+    device: torch.device,
 ) -> _Start:
     """Load the newest valid checkpoint into ``gan`` and the RNGs; a fresh start when none.
 
     Rank 0 chooses the checkpoint and every rank loads it; a fresh trial seeds one noise
     stream per rank.
+
+    Raises:
+        CheckpointError: the checkpoint was trained on data encoded otherwise than ``schema``
+            (the data config, the data or gan-hpc's encoding changed since).
+
     """
     resumed = load_resume_checkpoint(writer.trial.checkpoints, env, device)
     if resumed is None:
         torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
         return _Start()
     state = resumed.state
+    if state.schema and _as_json(state.schema) != _as_json(schema.to_dict()):
+        raise CheckpointError(
+            f"{resumed.path}: trained on data encoded otherwise than the data is now (the data "
+            "config, the data files or gan-hpc's encoding changed since); resume with the "
+            "settings and version that wrote it, or train into a new directory"
+        )
     gan.load_state_dicts(state)
     restore_rank_rng(state.rng, env, cfg.train.seed, state.step)
     writer.record_resume(state.step)
@@ -286,6 +305,11 @@ def _resume(
         last=state.last,
         guards=GuardState.from_dict(state.guards),
     )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists), for comparing saved state."""
+    return json.loads(json.dumps(value))
 
 
 def _has_diverged(training: Mapping[str, float], run_dir: Path, step: int) -> bool:
