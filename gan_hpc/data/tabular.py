@@ -355,14 +355,20 @@ def _fit_recodings(
     each other the earlier column stays a feature; a parent is never itself recoded. The
     condition column can be a parent but is never recoded.
     """
-    values = {c.name: _recoding_values(c, frame[c.name], source) for c in codecs}
     parents = [c for c in codecs if isinstance(c, _CategoricalCodec)]
     parent_codes = {p.name: p.class_codes(p.prepare(frame[p.name], source)) for p in parents}
+    # every column as numbers to pair up: class codes, or values without a missing one
+    values = {name: codes.astype(np.float64) for name, codes in parent_codes.items()}
+    for codec in codecs:
+        if isinstance(codec, _NumericCodec):
+            prepared = codec.prepare(frame[codec.name], source)
+            if not codec.is_missing(prepared).any():
+                values[codec.name] = prepared
     # a one-to-one pairing needs as many distinct values as classes: only those pairs are tried
-    distinct = {name: len(np.unique(v)) for name, v in values.items() if v is not None}
+    distinct = {name: len(np.unique(v)) for name, v in values.items()}
     recodings: list[_Recoding] = []
     for child in reversed(codecs):
-        child_values = values[child.name]
+        child_values = values.get(child.name)
         if child.name == condition_column or child_values is None:
             continue
         if any(r.parent == child.name for r in recodings):
@@ -380,14 +386,6 @@ def _fit_recodings(
                 recodings.append(_Recoding(child.name, parent.name, mapping))
                 break
     return recodings[::-1]
-
-
-def _recoding_values(codec: _Codec, series: pd.Series, source: str) -> np.ndarray | None:
-    """A column as numbers to pair up: class codes, or values; None if a number is missing."""
-    prepared = codec.prepare(series, source)
-    if isinstance(codec, _CategoricalCodec):
-        return codec.class_codes(prepared).astype(np.float64)
-    return None if codec.is_missing(prepared).any() else prepared
 
 
 def _one_to_one(

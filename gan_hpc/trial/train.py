@@ -14,7 +14,6 @@ program every launcher starts) runs it::
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
@@ -287,7 +286,7 @@ def _resume(
         torch.manual_seed(cfg.train.seed * 1_000_003 + env.rank)  # per-rank noise streams
         return _Start()
     state = resumed.state
-    if state.schema and _as_json(state.schema) != _as_json(schema.to_dict()):
+    if state.schema and DataSchema.from_dict(state.schema) != schema:
         raise CheckpointError(
             f"{resumed.path}: trained on data encoded otherwise than the data is now (the data "
             "config, the data files or gan-hpc's encoding changed since); resume with the "
@@ -305,11 +304,6 @@ def _resume(
         last=state.last,
         guards=GuardState.from_dict(state.guards),
     )
-
-
-def _as_json(value: Any) -> Any:
-    """``value`` as JSON reads it back (tuples become lists), for comparing saved state."""
-    return json.loads(json.dumps(value))
 
 
 def _has_diverged(training: Mapping[str, float], run_dir: Path, step: int) -> bool:
