@@ -275,6 +275,21 @@ def test_tabular_gumbel_head_gives_exact_one_hot_rows() -> None:
     assert_every_parameter_has_grad(generator)
 
 
+def test_the_gumbel_head_draws_each_category_at_its_softmax_probability() -> None:
+    # the Gumbel-max trick: argmax(logits + Gumbel noise) ~ softmax(logits), in every block of
+    # the one noise draw
+    torch.manual_seed(0)
+    blocks = [ColumnBlock("wide", "categorical", 3), ColumnBlock("narrow", "categorical", 2)]
+    head = TabularHead(blocks=blocks, numeric_activation="none", head="gumbel", gumbel_tau=0.2)
+    probabilities = torch.tensor([0.6, 0.3, 0.1, 0.8, 0.2])
+    logits = torch.cat([probabilities[:3].log(), probabilities[3:].log()]).expand(40_000, 5)
+    rows = head(logits)
+    assert set(rows.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(rows[:, :3].sum(dim=1), torch.ones(40_000))
+    torch.testing.assert_close(rows[:, 3:].sum(dim=1), torch.ones(40_000))
+    torch.testing.assert_close(rows.mean(dim=0), probabilities, atol=0.01, rtol=0)
+
+
 @pytest.mark.parametrize("head", ["gumbel", "softmax"])
 def test_a_mixed_block_is_zero_at_its_spike_and_trains_both_parts(head: str) -> None:
     torch.manual_seed(0)
