@@ -72,22 +72,12 @@ def marginals_figure(real: pd.DataFrame, fake: pd.DataFrame) -> Figure:
     for index, column in enumerate(columns):
         ax = figure.add_subplot(num_rows, num_cols, index + 1)
         if pd.api.types.is_numeric_dtype(real[column]):
-            values = pd.concat([real[column], fake[column]]).dropna().astype(float)
-            bins = list(np.histogram_bin_edges(values, bins=30)) if len(values) else 10
-            ax.hist(
-                real[column].dropna().astype(float),
-                bins=bins,
-                alpha=0.6,
-                density=True,
-                label="real",
-            )
-            ax.hist(
-                fake[column].dropna().astype(float),
-                bins=bins,
-                alpha=0.6,
-                density=True,
-                label="generated",
-            )
+            real_values = real[column].dropna().astype(float)
+            fake_values = fake[column].dropna().astype(float)
+            edges = np.histogram_bin_edges(pd.concat([real_values, fake_values]), bins=30)
+            for values, label in ((real_values, "real"), (fake_values, "generated")):
+                density, _ = np.histogram(values, bins=edges, density=len(values) > 0)
+                ax.stairs(density, edges, fill=True, alpha=0.6, label=label)
         else:
             real_share = real[column].astype(str).value_counts(normalize=True)
             fake_share = fake[column].astype(str).value_counts(normalize=True)
@@ -100,7 +90,7 @@ def marginals_figure(real: pd.DataFrame, fake: pd.DataFrame) -> Figure:
         ax.tick_params(labelsize=6)
         if index == 0:
             ax.legend(fontsize=6)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.05, right=0.98, bottom=0.12, top=0.94, wspace=0.3, hspace=0.8)
     return figure
 
 
