@@ -116,7 +116,7 @@ class TabularHead(nn.Module):
         raw_blocks = logits.split(self.widths, dim=1)
         score_blocks = raw_blocks
         if self.head == "gumbel":
-            scores = (logits + gumbel_noise(logits)) / self.gumbel_tau
+            scores = (logits + _gumbel_noise(logits)) / self.gumbel_tau
             score_blocks = scores.split(self.widths, dim=1)
         parts = []
         for raw, score, kind in zip(raw_blocks, score_blocks, self.kinds, strict=True):
@@ -138,7 +138,7 @@ class TabularHead(nn.Module):
         return hard - soft.detach() + soft
 
 
-def gumbel_noise(like: Tensor) -> Tensor:
+def _gumbel_noise(like: Tensor) -> Tensor:
     """Standard Gumbel noise ``-log(E)``, ``E ~ Exp(1)``, shaped like ``like``.
 
     ``E`` is drawn as ``-log(1 - U)``: uniform draws are several times faster on CPU than
