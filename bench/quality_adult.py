@@ -342,6 +342,23 @@ def sweep_rows(sweep_dir: Path, real_test: pd.DataFrame, target: str, positive: 
     return rows
 
 
+def training_seconds(records: list[dict], rows_per_step: int, up_to_step: int) -> float:
+    """Seconds a trial spent in training steps up to ``up_to_step``, evaluations left out.
+
+    Each evaluation record's ``samples_per_s`` is the rows trained per second since the one
+    before it, timed around the steps only (a step trains ``rows_per_step`` rows: the batch
+    times the discriminator steps); rows over that rate are the window's seconds.
+    """
+    seconds, previous_step = 0.0, 0
+    for record in records:
+        if record["step"] > up_to_step:
+            break
+        rows = (record["step"] - previous_step) * rows_per_step
+        seconds += rows / record["samples_per_s"]
+        previous_step = record["step"]
+    return seconds
+
+
 def single_trials(
     spec: Path,
     out: Path,
@@ -373,13 +390,17 @@ def single_trials(
         records = [json.loads(line) for line in (trial_dir / "metrics.jsonl").open()]
         best_step = json.loads((trial_dir / "result.json").read_text())["best"]["step"]
         seconds_to_best = next(r["wall_time_s"] for r in records if r["step"] == best_step)
+        config = json.loads((trial_dir / "config.json").read_text())
+        rows_per_step = config["train"]["batch_size"] * config["loss"]["n_critic"]
+        training_to_best = training_seconds(records, rows_per_step, best_step)
         # what `gan-hpc export TRIAL_DIR` gives: the checkpoint the spec's ranking picked
         bundle = export_trial(trial_dir, out / f"trial-seed{seed}-bundle", force=True)
         synthetic = load_generator(bundle).sample(len(real_test), seed=1)
         rows.append(
             {
                 "label": f"one trial of the base recipe, seed {seed} (best checkpoint: step "
-                f"{best_step} of {records[-1]['step']}, {seconds_to_best:.0f} s into training)",
+                f"{best_step} of {records[-1]['step']}, {seconds_to_best:.0f} s into the trial, "
+                f"{training_to_best:.0f} s of it training)",
                 "wall_s": wall,
                 **score(synthetic, real_test, target, positive),
             }
