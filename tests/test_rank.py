@@ -451,12 +451,13 @@ def test_a_trial_no_better_than_the_floor_baseline_is_flagged_and_ranked_after(
     for trial_id, distance in (("a", 21.2), ("b", 35.0), ("c", 12.0)):
         values = metrics(0.9, 0.5, gap=0.1, **{"quality/frechet_distance": distance})
         make_trial(sweep_dir, trial_id, result=finished((100, values), (100, values)))
+    make_trial(sweep_dir, "d")  # launched, nothing scored: after the flagged ones too
     floor = {"independent_pixels": {"quality/frechet_distance": 19.8}}
     board = rank_trials(collect_trials(sweep_dir), ranking, baselines=floor)
     trials = board[board["state"] != "baseline"]
-    assert list(trials["trial_id"]) == ["c", "a", "b"]
-    assert list(trials["flags"]) == ["", BELOW_FLOOR, BELOW_FLOOR]
+    assert list(trials["trial_id"]) == ["c", "a", "b", "d"]
+    assert list(trials["flags"]) == ["", BELOW_FLOOR, BELOW_FLOOR, ""]
     assert "better than the floor baseline" in ranking_rule(ranking)
     # without baselines nothing is judged against a floor
     plain = rank_trials(collect_trials(sweep_dir), ranking)
-    assert list(plain["trial_id"]) == ["c", "a", "b"] and not any(plain["flags"])
+    assert list(plain["trial_id"]) == ["c", "a", "b", "d"] and not any(plain["flags"])

@@ -189,16 +189,18 @@ def _quality_columns(*groups: Sequence[Mapping[str, float]]) -> list[str]:
 
 
 def _sort_key(row: Mapping[str, Any], ranking: ConvergenceConfig) -> tuple[Any, ...]:
-    """Sort key: gate, no flags, Pareto front, score (missing last), trial id.
+    """Sort key: gate, scored, no flags, Pareto front, score, trial id.
 
-    The Pareto front counts only when the ranking names ``pareto_metrics``.
+    A trial without a score ranks after every scored one, flagged ones included: there is
+    nothing to judge or export yet. The Pareto front counts only when the ranking names
+    ``pareto_metrics``.
     """
     score = row["score"]
     missing = score is None or math.isnan(score)
     oriented = 0.0 if missing else (-score if ranking.score_mode == "max" else score)
     front = row.get("pareto_front", 0)
     gate_first = ranking.use_gate_first and bool(row["gate"])
-    return (not gate_first, bool(row["flags"]), front, missing, oriented, row["trial_id"])
+    return (not gate_first, missing, bool(row["flags"]), front, oriented, row["trial_id"])
 
 
 def _assign_pareto_fronts(
@@ -264,7 +266,10 @@ def ranking_rule(ranking: ConvergenceConfig) -> str:
             f"the gate first ({D_ACC_HELDOUT} > {ranking.d_acc_min:g} and "
             f"{FOOLING_RATE} > {ranking.fooling_rate_min:g})"
         )
-    keys.append(f"trials no guard flagged and better than the floor baseline ({BELOW_FLOOR})")
+    keys.append(
+        f"scored trials, then those no guard flagged and better than the floor baseline "
+        f"({BELOW_FLOOR})"
+    )
     if ranking.pareto_metrics:
         keys.append(f"Pareto front of {', '.join(ranking.pareto_metrics)}")
     split = f" on the {ranking.score_split} split" if is_quality_metric(ranking.score) else ""
