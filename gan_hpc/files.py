@@ -83,8 +83,15 @@ def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
 
     When the file does not end with a newline (a writer died mid-append), the record starts on a
     fresh line, so the torn line stays alone and readers skip it without losing this record.
+    The line is strict JSON: NaN and infinities are written as null (see
+    :func:`atomic_write_json`).
     """
-    line = json.dumps(dict(record), sort_keys=True, default=_json_default) + "\n"
+    line = (
+        json.dumps(
+            _strict_json(dict(record)), sort_keys=True, allow_nan=False, default=_json_default
+        )
+        + "\n"
+    )
     with open(path, "ab+") as handle:
         size = handle.seek(0, os.SEEK_END)
         if size:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gan_hpc.files import append_jsonl, atomic_write_json, read_jsonl
+from gan_hpc.sweep.optuna_search import final_values
 from gan_hpc.trial_dir import TrialDir, parse_metrics_line
 
 
@@ -100,3 +101,17 @@ def test_atomic_write_json_writes_nan_and_infinities_as_null(tmp_path: Path) -> 
         "steps": [3, 4],
         "where": str(tmp_path),
     }
+
+
+def test_append_jsonl_writes_nan_as_null_and_the_last_value_reads_as_nan(tmp_path: Path) -> None:
+    trial = TrialDir(tmp_path)
+    trial.append_metrics(step=100, epoch=0, wall_time_s=1.0, metrics={"d_loss_gap": 0.2})
+    trial.append_metrics(step=200, epoch=0, wall_time_s=2.0, metrics={"d_loss_gap": math.nan})
+    text = trial.metrics_path.read_text(encoding="utf-8")
+    assert "NaN" not in text
+    records = [json.loads(line, parse_constant=pytest.fail) for line in text.splitlines()]
+    assert records[-1]["d_loss_gap"] is None
+    # what Optuna is told on a restart: the last value, NaN as reported, not the one before it
+    (value,) = final_values(trial, ["d_loss_gap"])
+    assert math.isnan(value)
+    assert final_values(trial, ["no_such_metric"]) is None

@@ -9,6 +9,7 @@ imports no Optuna; this module is where that space becomes Optuna suggestions.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -53,9 +54,12 @@ def read_params(trial: TrialDir) -> dict[str, Any]:
 
 
 def final_values(trial: TrialDir, metrics: Sequence[str]) -> list[float] | None:
-    """The last reported value of each metric (what Tune saw last), or None."""
+    """The last reported value of each metric (what Tune saw last), or None.
+
+    A metric written as null was NaN when reported (``metrics.jsonl`` is strict JSON).
+    """
     for record in reversed(trial.read_metrics()):
-        values = [record.get(m) for m in metrics]
+        values = [math.nan if m in record and record[m] is None else record.get(m) for m in metrics]
         if all(isinstance(v, (int, float)) for v in values):
             return [float(v) for v in values]
     return None
