@@ -269,7 +269,7 @@ BAD_CASES = [
     ),
     (
         {"tune": {"grace_period_steps": 500}},
-        r"tune\.grace_period_steps: 500 > base\.train\.num_steps 200 \(lower it\)",
+        r"tune\.grace_period_steps: 500 > the longest trial's train\.num_steps 200 \(lower it\)",
     ),
     (
         {"tune": {"multi_objective_metrics": ["d_loss_gap", "fooling_rate"]}},
@@ -408,6 +408,29 @@ def test_smoke_overrides(toy_spec: SweepSpec) -> None:
     assert smoke.base.data.max_rows == 500
     assert smoke.ranking.num_eval_samples <= 64 and smoke.base.convergence == smoke.ranking
     assert smoke.search == toy_spec.search
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "expected"),
+    [
+        (None, 200),  # not searched: the base's
+        ({"int": [100, 700], "step": 200}, 700),
+        ({"choice": [150, 900, 300]}, 900),
+        ({"choice": [50, 100], "when": {"loss.name": ["hinge"]}}, 200),  # base elsewhere
+    ],
+)
+def test_asha_max_t_is_the_longest_trial_the_search_can_draw(
+    tmp_path: Path, num_steps: dict[str, Any] | None, expected: int
+) -> None:
+    document = _merge(VALID, {"tune": {"scheduler": "asha", "grace_period_steps": 150}})
+    if num_steps is not None:
+        document = _merge(document, {"search": {"train.num_steps": num_steps}})
+    spec = load_sweep_spec(_write(tmp_path, document))
+    assert spec.max_num_steps == expected
+    # the grace period is judged against the longest trial, not the base
+    too_long = _merge(document, {"tune": {"grace_period_steps": expected + 1}})
+    with pytest.raises(SpecError, match=f"grace_period_steps: {expected + 1} > the longest"):
+        load_sweep_spec(_write(tmp_path, too_long))
 
 
 def test_smoke_drops_searched_budgets(tmp_path: Path) -> None:

@@ -68,7 +68,9 @@ from gan_hpc.launchers.registry import (
 )
 from gan_hpc.quality_names import metric_mode
 from gan_hpc.sweep.search_space import (
+    Choice,
     Distribution,
+    IntRange,
     get_dotted,
     load_search,
     search_order_of,
@@ -256,6 +258,27 @@ class SweepSpec:
         """The sweep directory: ``out`` itself when given, else ``<storage.path>/<name>``."""
         return Path(out) if out is not None else Path(self.storage.path) / self.name
 
+    @property
+    def max_num_steps(self) -> int:
+        """The most generator steps a trial of this sweep can train (ASHA's ``max_t``)."""
+        return longest_trial_steps(self.base, self.search)
+
+
+def longest_trial_steps(base: TrialConfig, search: Mapping[str, Distribution]) -> int:
+    """The base's ``train.num_steps``, or the largest value the search can draw for it.
+
+    A conditional ``train.num_steps`` (``when``) keeps the base's value where its condition
+    does not hold, so the base counts too.
+    """
+    dist = search.get("train.num_steps")
+    if isinstance(dist, IntRange):
+        drawn = dist.high  # its step divides high - low, so high is drawn too
+    elif isinstance(dist, Choice):
+        drawn = max(int(value) for value in dist.values)
+    else:  # not searched (an integer field takes only int and choice ranges)
+        drawn = base.train.num_steps
+    return max(base.train.num_steps, drawn)
+
 
 # ------------------------------------------------------------------------------------ loading
 
@@ -334,12 +357,12 @@ def sweep_spec_from_dict(document: Mapping[str, Any], *, source: str = "spec") -
     storage = _block(StorageConfig, document, "storage", source)
 
     search = load_search(document.get("search"), base, source=source)
-    if tune.scheduler == "asha" and "train.num_steps" not in search:
-        if tune.grace_period_steps > base.train.num_steps:
-            raise SpecError(
-                f"{source}: tune.grace_period_steps: {tune.grace_period_steps} > "
-                f"base.train.num_steps {base.train.num_steps} (lower it)"
-            )
+    longest = longest_trial_steps(base, search)
+    if tune.scheduler == "asha" and tune.grace_period_steps > longest:
+        raise SpecError(
+            f"{source}: tune.grace_period_steps: {tune.grace_period_steps} > the longest "
+            f"trial's train.num_steps {longest} (lower it)"
+        )
     spec = SweepSpec(
         name=name,
         seed=seed,

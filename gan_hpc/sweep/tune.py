@@ -219,7 +219,7 @@ def build_tuner(
             time_attr=names.STEP,
             metric=tune_settings.metric,
             mode=tune_settings.mode,
-            max_t=spec.base.train.num_steps,
+            max_t=spec.max_num_steps,  # the longest trial the search can draw
             grace_period=tune_settings.grace_period_steps,
             reduction_factor=tune_settings.reduction_factor,
         )
