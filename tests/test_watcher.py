@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from ray import tune
 from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.sweep.directory import TRIALS_DIR, write_spec
 from gan_hpc.sweep.spec import SweepSpec, sweep_spec_from_dict
-from gan_hpc.sweep.watcher import TRIAL_KEY, SweepContext, TrialWatcher
+from gan_hpc.sweep.watcher import TRIAL_KEY, SweepContext, TrialWatcher, tune_result
+from gan_hpc.trial_dir import TrialDir, parse_metrics_line
 
 HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "scipy", "optuna")
 
@@ -196,3 +198,17 @@ def test_a_local_sweeps_ray_workers_start_their_spare_trainers_as_they_start(
         assert spares == [(b"-m gan_hpc.trial.train --warm", "OMP_NUM_THREADS=2")]
     finally:
         ray.shutdown()
+
+
+def test_a_nan_metric_reaches_tune_as_nan_not_as_a_missing_key(tmp_path: Path) -> None:
+    # metrics.jsonl writes NaN as null; Tune's strict metric check stops a sweep whose result
+    # lacks the metric, so the watcher must hand the NaN back
+    trial = TrialDir(tmp_path)
+    metrics = {"quality/tabular_score": math.nan, "d_loss_gap": 0.25}
+    trial.append_metrics(step=10, epoch=0, wall_time_s=1.0, metrics=metrics)
+    (line,) = trial.metrics_path.read_text(encoding="utf-8").splitlines()
+    record = parse_metrics_line(line)
+    assert record is not None and record["quality/tabular_score"] is None
+    result = tune_result({**record, "note": "text is left out"})
+    assert math.isnan(result["quality/tabular_score"]) and result["d_loss_gap"] == 0.25
+    assert result["step"] == 10 and "note" not in result

@@ -8,6 +8,7 @@ matplotlib and no Optuna (a test checks it). The searcher is in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ class TrialWatcher(tune.Trainable):
                 if record is None or record.get(names.STEP, 0) <= self.reported_step:
                     continue
                 self.reported_step = int(record[names.STEP])
-                self.last_result = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+                self.last_result = tune_result(record)
                 return dict(self.last_result)
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
@@ -272,3 +273,16 @@ def _fail(trial: TrialDir, code: int, summary: str) -> None:
 def has_ended_state(trial: TrialDir) -> bool:
     """True when ``status.json`` holds a final state."""
     return trial.read_status().state in FINAL_STATES
+
+
+def tune_result(record: dict[str, Any]) -> dict[str, float]:
+    """A ``metrics.jsonl`` record as Tune gets it: its numbers, and null as NaN.
+
+    ``metrics.jsonl`` is strict JSON, so a metric that was NaN reads as null; Tune still gets
+    it as NaN: a metric left out of a result would stop the sweep (Tune's strict metric check).
+    """
+    return {
+        key: math.nan if value is None else value
+        for key, value in record.items()
+        if value is None or isinstance(value, (int, float))
+    }
