@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -224,7 +225,9 @@ def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:
     if not key:
         raise SpecError(f"{source}: {text!r}: empty key")
     try:
-        value = ast.literal_eval(raw)
+        with warnings.catch_warnings():  # "'\\e'": an invalid escape is kept, not warned about
+            warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+            value = ast.literal_eval(raw)
     except TypeError:  # e.g. {[1]: 2}: a literal, but a dict key that cannot be hashed
         raise SpecError(
             f"{source}: {key}={raw}: a dict key must be a string or a number; fix the literal"

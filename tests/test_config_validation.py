@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import pytest
 
 from gan_hpc import cli
 from gan_hpc.arguments import build_train_parser
-from gan_hpc.config_validation import add_override_argument
+from gan_hpc.config_validation import add_override_argument, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,3 +57,11 @@ def test_train_module_takes_several_pairs() -> None:
         ["c.yaml", "--out", "o", "--set", "train.num_steps=5", "train.batch_size=8"]
     )
     assert args.overrides == ["train.num_steps=5", "train.batch_size=8"]
+
+
+def test_a_value_with_an_invalid_escape_is_kept_without_a_warning() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python warns about "\\e" in a string literal
+        assert parse_override("data.path='a\\e.csv'") == ("data.path", "a\\e.csv")
+        assert parse_override("data.path=a\\e.csv") == ("data.path", "a\\e.csv")
+    assert [str(w.message) for w in caught] == []
