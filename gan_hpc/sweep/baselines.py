@@ -3,8 +3,9 @@
 Scoring loads the data, torch, scikit-learn and scipy. In the driver they would stay loaded for
 the whole sweep (about 0.2 GiB) and their seconds would come before the first trial. The child
 (``python -m gan_hpc.sweep.baselines SWEEP_DIR``) first reads the data, so a file that cannot be
-read still stops the sweep with one line, then scores and writes the file atomically. It dies
-with the driver; the next driver scores again unless the file is there for the same settings.
+read still stops the sweep with one line, then scores at a lower priority (the driver waits for
+the scores only at the sweep's end) and writes the file atomically. It dies with the driver;
+the next driver scores again unless the file is there for the same settings.
 
 The child speaks in lines on its stdout: ``message <text>`` for the live view, ``loaded`` once
 the data is read, ``error <text>`` for a one-line error. Anything else it prints, a traceback
@@ -13,6 +14,7 @@ included, goes to ``<sweep_dir>/baselines.log``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ logger = get_logger(__name__)
 
 LOG_FILE = "baselines.log"
 _LOADED, _MESSAGE, _ERROR = "loaded", "message ", "error "
+SCORING_NICENESS = 10  # added to the child's niceness once it has read the data
 
 
 class BaselinesJob:
@@ -88,6 +91,9 @@ def main(argv: Sequence[str]) -> int:
 
         config = read_spec(sweep_dir).base
         data = load_dataset(config.data)
+        # the scoring is not awaited before the sweep's end: it takes the CPU the driver's
+        # start-up, the first trainer and the trials leave over
+        os.nice(SCORING_NICENESS)
         # the driver goes on at "loaded": its live view gets the scoring's message first
         messages: list[str] = []
 
