@@ -150,8 +150,8 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
             "pass --resume to continue it or pick another --out"
         )
     from gan_hpc.safety import check_sweep_dir_safe
+    from gan_hpc.sweep.directory import DRIVER_LOCK_FILE
     from gan_hpc.sweep.spec_change import accept_spec_change, parse_allowed
-    from gan_hpc.sweep.tune import DRIVER_LOCK_FILE
 
     if args.resume:  # a resumed sweep unpickles state (Ray's, submitit's) from the directory
         check_sweep_dir_safe(sweep_dir)
@@ -161,7 +161,7 @@ def _load_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Swe
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from gan_hpc.sweep.tune import has_tune_state  # Ray and Optuna load only here
+    from gan_hpc.sweep.driver import has_tune_state
 
     launcher = [f"launcher={args.launcher}"] if args.launcher else []
     spec, sweep_dir = _load_sweep(args, [*args.overrides, *launcher])
@@ -183,7 +183,7 @@ def _add_submit_only_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_submit(args: argparse.Namespace) -> int:
     from gan_hpc.launchers.registry import driver_launcher_name, get_launcher, launch_spec_for
-    from gan_hpc.sweep.tune import prepare_sweep_dir
+    from gan_hpc.sweep.driver import prepare_sweep_dir
 
     if args.launcher:
         name = driver_launcher_name(args.launcher, is_explicit=True)
@@ -260,9 +260,9 @@ def _add_extend_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_extend(args: argparse.Namespace) -> int:
     from gan_hpc.launchers.registry import driver_launcher_name, get_launcher, launch_spec_for
     from gan_hpc.safety import check_sweep_dir_safe
+    from gan_hpc.sweep.directory import DRIVER_LOCK_FILE
     from gan_hpc.sweep.extend import extend_spec, read_extendable
     from gan_hpc.sweep.spec_change import parse_allowed
-    from gan_hpc.sweep.tune import DRIVER_LOCK_FILE
 
     sweep_dir = args.sweep_dir.resolve()
     read_extendable(sweep_dir, args.num_samples)
@@ -454,12 +454,10 @@ def _drive(spec: SweepSpec, sweep_dir: Path, *, restore: bool) -> pd.DataFrame:
     import contextlib
     import logging
 
-    import optuna
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from gan_hpc.sweep.tune import run_sweep
+    from gan_hpc.sweep.driver import run_sweep  # Ray, Tune and Optuna load inside it
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per told trial drowns the view
     use_bar = sys.stderr.isatty()
     package_logger = logging.getLogger("gan_hpc")
     live = logging_redirect_tqdm([package_logger]) if use_bar else contextlib.nullcontext()

@@ -1,4 +1,4 @@
-"""Launch records and leftover trainers (a stand-in trainer), and warm trainers (the real one)."""
+"""Launch records and leftover trainers (a stand-in trainer), and spare trainers (the real one)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from gan_hpc import spare_handover
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import SAMPLES_PER_S
 from gan_hpc.dist_env import rank_threads
-from gan_hpc.launchers.base import LAUNCH_FILE, LaunchSpec, read_launch, update_launch
-from gan_hpc.launchers.local import stop_leftover_trainers, trainer_pids
+from gan_hpc.launchers.base import (
+    LAUNCH_FILE,
+    LaunchSpec,
+    read_launch,
+    trial_threads,
+    update_launch,
+)
+from gan_hpc.launchers.local import (
+    LocalSpares,
+    stop_leftover_trainers,
+    take_spare,
+    trainer_pids,
+)
 from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.trial_dir import TrialDir
 from tests.helpers import small_frf_config
@@ -109,52 +121,73 @@ def test_a_new_local_launch_stops_a_killed_drivers_trainer_first(
     assert json.loads((trial.path / LAUNCH_FILE).read_text())["job_id"] == job.job_id
 
 
-def _warm_spares() -> list[int]:
-    """Pids of this process's children that wait as warm trainers."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and argv[1:4] == [b"-m", b"gan_hpc.trial.train", b"--warm"]:
-            found.append(int(entry.name))
-    return found
-
-
-def test_a_warm_trainer_runs_the_next_trial_as_a_cold_one_would(
+def test_trials_run_in_the_drivers_spares_as_cold_ones_would(
     tmp_path: Path, trial_config: TrialConfig
 ) -> None:
-    """The real trainer: the second launch goes to the spare that the first one left warm."""
+    """The real trainer: each launch goes to a spare; the next spare waits for the last to begin."""
     first, second = _trial(tmp_path), TrialDir(tmp_path / "sweep" / "trials" / "trial_0001")
     second.path.mkdir()
     for trial in (first, second):
         trial.write_config(trial_config)
-    launcher, spec = get_launcher("local"), LaunchSpec(use_warm_trainers=True)
-    job = launcher.start(first, spec)
-    (spare,) = _warm_spares()  # started beside the first trial
+    threads = trial_threads(first, 1)
+    spares = LocalSpares(count=1, threads=threads)
+    launcher, spec = get_launcher("local"), LaunchSpec(spares_dir=str(spares.directory))
     try:
+        spares.refill()
+        (spare,) = spare_handover.waiting_spares(spares.directory, threads)
+        job = launcher.start(first, spec)
+        assert job.job_id == f"local:{spare}"
+        spares.refill()  # the taken spare still imports: no second one beside it yet
+        assert spare_handover.waiting_spares(spares.directory, threads) == []
+        found: set[int] = set()  # once it trains, the spare names its trial by its log
+        _wait(lambda: bool(found.update(trainer_pids([first]))) or job.poll() is not None, 180)
+        assert found == {spare}
+        spares.refill()
+        (next_spare,) = spare_handover.waiting_spares(spares.directory, threads)
         _wait(lambda: job.poll() is not None, timeout_s=180)
         assert job.poll() == 0, job.failure_summary()
         job = launcher.start(second, spec)
-        assert job.job_id == f"local:{spare}"
-        found: set[int] = set()  # while it trains, the warm trainer names its trial by its log
-        _wait(lambda: bool(found.update(trainer_pids([second]))) or job.poll() is not None, 180)
-        assert found == {spare}
+        assert job.job_id == f"local:{next_spare}"
+        _wait(lambda: job.poll() is not None, timeout_s=180)
         assert job.poll() == 0, job.failure_summary()
     finally:
         job.cancel()
-        for pid in _warm_spares():
-            os.kill(pid, signal.SIGKILL)
+        spares.close()
+    assert not spares.directory.exists()
     results = [json.loads(t.result_path.read_text()) for t in (first, second)]
     assert [r["state"] for r in results] == ["finished", "finished"]
     metrics = [
         {k: v for k, v in r["last"]["metrics"].items() if k != SAMPLES_PER_S} for r in results
     ]
     assert metrics[0] == metrics[1]  # the same config and seed train the same either way
-    assert "signal quality" in (second.logs / "rank-0.log").read_text()  # its output: its log
+    log = (second.logs / "rank-0.log").read_text()
+    assert "signal quality" in log and "runs in a spare trainer" in log  # its output: its log
+
+
+def test_a_spare_dies_with_the_watcher_that_took_it(tmp_path: Path) -> None:
+    """A spare is the driver's child, yet a watcher's death ends its trial like a rank's."""
+    trial = _trial(tmp_path)
+    watcher = subprocess.Popen(["sleep", "300"])
+    spares = LocalSpares(count=1, threads=1)
+    try:
+        spares.refill()
+        request = {
+            "argv": [str(trial.path)],
+            "env": {**os.environ, "OMP_NUM_THREADS": "1"},
+            "log": str(trial.logs / "rank-0.log"),
+            "watcher_pid": watcher.pid,
+        }
+        trial.logs.mkdir()
+        rank = take_spare(spares.directory, 1, request)
+        assert rank is not None and rank.poll() is None
+        _wait(lambda: spare_handover.has_begun(spares.directory, rank.pid), timeout_s=120)
+        watcher.kill()
+        watcher.wait()
+        _wait(lambda: rank.poll() is not None, timeout_s=30)
+        assert rank.returncode == -signal.SIGKILL  # killed: it left no exit status
+    finally:
+        watcher.kill()
+        spares.close()
 
 
 CPUS_HERE = len(os.sched_getaffinity(0))

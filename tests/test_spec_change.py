@@ -97,13 +97,13 @@ def test_some_keys_never_change(
 def test_an_allowed_change_is_stored_before_the_driver_starts(
     tmp_path: Path, sweep_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gan_hpc.sweep.tune
+    import gan_hpc.sweep.driver
 
     def started(*args: object, **kwargs: object) -> None:
         raise _Started
 
-    monkeypatch.setattr(gan_hpc.sweep.tune, "run_sweep", started)
-    monkeypatch.setattr(gan_hpc.sweep.tune, "has_tune_state", lambda *a: True)
+    monkeypatch.setattr(gan_hpc.sweep.driver, "run_sweep", started)
+    monkeypatch.setattr(gan_hpc.sweep.driver, "has_tune_state", lambda *a: True)
     with pytest.raises(_Started):
         _resume(
             tmp_path,

@@ -94,9 +94,9 @@ class LaunchSpec:
     job_name: str = "gan-hpc"
     # the driver run whose job poller answers for the trial's job; "": it is asked about alone
     driver_token: str = ""
-    # local launcher: after each start, keep a spare trainer per rank that imports torch
-    # while the trial trains, for this process's next start (a sweep's reused watcher)
-    use_warm_trainers: bool = False
+    # local launcher: where the driver's spare trainers wait (``Launcher.spare_trainers``);
+    # "": every rank starts a fresh interpreter
+    spares_dir: str = ""
 
 
 class TrialJob(abc.ABC):
@@ -117,6 +117,16 @@ class TrialJob(abc.ABC):
         """The job id and the tail of its error output, for a failed trial's message."""
 
 
+class SpareTrainers(abc.ABC):
+    """The driver's spare trainers: started before the trials, kept topped up while they run."""
+
+    directory: Path  # where the watchers find them (``LaunchSpec.spares_dir``)
+
+    @abc.abstractmethod
+    def refill(self) -> None:
+        """Replace the spares the watchers took; called from the driver's main thread."""
+
+
 class Launcher(abc.ABC):
     """Starts trials; the same ``python -m gan_hpc.trial.train`` entry point whatever the backend.
 
@@ -130,15 +140,15 @@ class Launcher(abc.ABC):
     watcher_cpus: ClassVar[float | None] = None
     has_driver_job: ClassVar[bool] = False  # True: `sweep submit` can queue the driver
 
-    def ray_worker_setup(
-        self, spec: LaunchSpec, num_threads: int | None
-    ) -> tuple[str, dict[str, str]] | None:
-        """A setup hook for the driver's Ray workers and the environment it reads.
+    def spare_trainers(
+        self, spec: LaunchSpec, num_threads: int | None, count: int
+    ) -> contextlib.AbstractContextManager[SpareTrainers | None]:
+        """Spare trainers the driver keeps for the watchers while the sweep runs; None: none.
 
-        The hook is ``module.function``; None: no hook. ``num_threads`` is the sweep's base
-        ``train.num_threads``.
+        ``num_threads`` is the sweep's base ``train.num_threads``; ``count`` the most ranks
+        that start at once. Only a backend whose ranks run beside the driver keeps spares.
         """
-        return None
+        return contextlib.nullcontext()
 
     def start(self, trial: TrialDir, spec: LaunchSpec) -> TrialJob:
         """Start the trial's ranks; the trial directory already holds ``config.json``.
@@ -207,9 +217,9 @@ class Launcher(abc.ABC):
     def ray_cpus(self, max_concurrent_trials: int) -> int | None:
         """The CPUs the driver's Ray runtime declares; None: all of this machine's.
 
-        Ray starts one idle worker process per declared CPU (about 50 MiB each) and keeps
-        that many alive, so watchers that hold no real CPUs declare only their share: on a
-        128-core node the driver would otherwise keep up to 128 idle workers.
+        Ray may keep one idle worker process per declared CPU (about 50 MiB each), so
+        watchers that hold no real CPUs declare only their share: on a 128-core node the
+        driver could otherwise keep up to 128 idle workers.
         """
         if self.watcher_cpus is None:
             return None

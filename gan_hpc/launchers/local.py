@@ -9,20 +9,24 @@ runs twice. Local ranks cannot outlive the driver, so this backend has no driver
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gan_hpc import spare_handover
 from gan_hpc._logging import get_logger
 from gan_hpc.dist_env import free_port
 from gan_hpc.launchers.base import (
     Launcher,
     LaunchSpec,
+    SpareTrainers,
     TrialJob,
     die_with_parent,
     train_command,
@@ -37,96 +41,138 @@ STDERR_TAIL_LINES = 20
 LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
 
 
-def warm_trainer_command() -> list[str]:
-    """A spare trainer: the same entry point, waiting for its trial on stdin."""
-    return [sys.executable, "-m", "gan_hpc.trial.train", WARM_TRAINER_FLAG]
+def warm_trainer_command(spares_dir: Path) -> list[str]:
+    """A spare trainer: the same entry point, waiting for its trial in ``spares_dir``."""
+    return [sys.executable, "-m", "gan_hpc.trial.train", WARM_TRAINER_FLAG, str(spares_dir)]
 
 
-class WarmTrainers:
-    """Spare ``python -m gan_hpc.trial.train --warm`` processes, one per rank of the next start.
+class LocalSpares(SpareTrainers):
+    """A local sweep's spare trainers, started by its driver before Ray and taken by the watchers.
 
-    A fresh trainer spends seconds importing torch and the rest before its first step; a
-    spare spends them while the previous trial trains. A spare is a child of this process
-    (it dies with it, like any rank), so a reused Ray actor keeps its spares across trials.
+    A fresh trainer spends seconds importing torch and the rest before its first step. The
+    driver starts ``count`` spares (one per rank that can start at once) as the sweep starts,
+    so the first trials' imports overlap Ray's and Tune's start; a spare a watcher took is
+    replaced once it has begun its trial, because two interpreters importing at once slow each
+    other down and the taken one is what the sweep waits for. The spares are children of the
+    driver's main thread (``PR_SET_PDEATHSIG``); a spare that has its trial also dies with the
+    watcher that took it (:mod:`gan_hpc.spare_handover`).
     """
 
-    def __init__(self) -> None:
-        self._spares: list[tuple[int, subprocess.Popen[bytes]]] = []  # (threads, process)
+    def __init__(self, count: int, threads: int) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="gan-hpc-spares-"))
+        self.count, self.threads = count, threads
+        self._waiting: list[subprocess.Popen[bytes]] = []  # not yet begun a trial
+        self._training: list[subprocess.Popen[bytes]] = []  # began one: reaped when it ends
+        self._broken = False  # a spare died before its trial: start no more
 
-    def take(self, threads_per_rank: int) -> subprocess.Popen[bytes] | None:
-        """A live spare started for ``threads_per_rank`` threads, or None."""
-        while self._spares:
-            threads, process = self._spares.pop(0)
-            if threads == threads_per_rank and process.poll() is None:
-                return process
-            _dismiss(process)
-        return None
-
-    def refill(self, count: int, threads_per_rank: int) -> None:
-        """Start spares until ``count`` wait."""
-        while len(self._spares) < count:
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "PYTHONUNBUFFERED": "1"}
+    def refill(self) -> None:
+        """Start spares until ``count`` wait, unless a taken one still imports."""
+        self._training = [p for p in self._training if p.poll() is None]
+        waiting = []
+        for process in self._waiting:
+            if spare_handover.has_begun(self.directory, process.pid):
+                self._training.append(process)
+            elif process.poll() is not None:
+                if not self._broken:
+                    logger.warning(
+                        "spare trainer %d exited with %s before its trial; trials start cold "
+                        "(python -m gan_hpc.trial.train --warm %s shows why)",
+                        process.pid,
+                        process.returncode,
+                        self.directory,
+                    )
+                self._broken = True
+            else:
+                waiting.append(process)
+        self._waiting = waiting
+        if self._broken or any(spare_handover.is_taken(self.directory, p.pid) for p in waiting):
+            return
+        while len(self._waiting) < self.count:
+            env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
             process = subprocess.Popen(
-                warm_trainer_command(),
+                warm_trainer_command(self.directory),
                 env=env,
-                stdin=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )
-            self._spares.append((threads_per_rank, process))
+            spare_handover.advertise(self.directory, process.pid, self.threads)
+            self._waiting.append(process)
+
+    def close(self) -> None:
+        """Stop the spares no trial runs in, and remove the directory."""
+        for process in self._waiting:
+            process.kill()
+            process.wait()
+        self._waiting = []
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _dismiss(process: subprocess.Popen[bytes]) -> None:
-    """End of input: a spare that has no trial exits."""
-    if process.stdin is not None:
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.close()
+class HandedSpare:
+    """A rank running in one of the driver's spares: the few ``Popen`` calls a job makes of it.
 
-
-def _hand_over(
-    process: subprocess.Popen[bytes], trial: TrialDir, env: dict[str, str], log: Path
-) -> bool:
-    """Send a spare its trial; False when it died meanwhile (start a cold trainer instead)."""
-    request = {"argv": train_command(trial)[3:], "env": env, "log": str(log)}
-    assert process.stdin is not None
-    try:
-        process.stdin.write((json.dumps(request) + "\n").encode())
-        process.stdin.close()
-    except BrokenPipeError:
-        return False
-    return True
-
-
-# the spares of this process: Tune reuses a watcher's actor, and each trial gets a new launcher
-WARM_TRAINERS = WarmTrainers()
-
-# "<ranks>x<threads>": the spares each of a local sweep's Ray workers starts as it starts
-SPARES_ENV = "GAN_HPC_SPARE_TRAINERS"
-
-
-def start_spares_in_ray_worker() -> None:
-    """Ray's worker setup hook in a local sweep: start this worker's spare trainers now.
-
-    A watcher actor's first trial would start a cold trainer, seconds of imports after Tune
-    gave it the trial; spares started with the worker import while the driver sets up. A spare
-    that is not taken, or was started for another thread count, ends with its worker.
+    The spare is the driver's child, not this process's: it is watched through a pidfd (never a
+    recycled pid), and its exit status is the one it left in the spares directory, -9 when it
+    left none (it was killed).
     """
-    value = os.environ.get(SPARES_ENV, "")
-    if value:
-        ranks, threads = (int(part) for part in value.split("x"))
+
+    def __init__(self, directory: Path, pid: int, pidfd: int) -> None:
+        self.directory, self.pid, self._pidfd = directory, pid, pidfd
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """None while it runs, else its exit status."""
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            code = spare_handover.read_exit(self.directory, self.pid)
+            self.returncode = -signal.SIGKILL if code is None else code
+            os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self) -> int:
+        """Block until it exits; its exit status."""
+        while (code := self.poll()) is None:
+            select.select([self._pidfd], [], [], 1.0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` unless it has exited."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, sig)
+
+
+Rank = subprocess.Popen[bytes] | HandedSpare
+
+
+def take_spare(directory: Path, threads: int, request: dict[str, object]) -> HandedSpare | None:
+    """Give a waiting spare started for ``threads`` threads its trial; None when none waits."""
+    for pid in spare_handover.waiting_spares(directory, threads):
         try:
-            WARM_TRAINERS.refill(ranks, threads)
-        except OSError as exc:  # the worker must start regardless: its first trial starts cold
-            logger.warning("no spare trainers in this Ray worker: %s", exc)
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        if _command(pid) == warm_trainer_command(directory)[1:] and spare_handover.give(
+            directory, pid, request
+        ):
+            return HandedSpare(directory, pid, pidfd)
+        os.close(pidfd)
+    return None
+
+
+def _command(pid: int) -> list[str]:
+    """The arguments of process ``pid`` after the interpreter ([] when it is gone)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in argv[1:] if a]
 
 
 class LocalJob(TrialJob):
-    """The ranks of one trial as child processes of this process."""
+    """The ranks of one trial: child processes of this process, or spares it was given."""
 
-    def __init__(
-        self, processes: Sequence[subprocess.Popen[bytes]], log_paths: Sequence[Path]
-    ) -> None:
+    def __init__(self, processes: Sequence[Rank], log_paths: Sequence[Path]) -> None:
         self.processes = list(processes)
         self.log_paths = list(log_paths)
         self.job_id = "local:" + ",".join(str(p.pid) for p in processes)
@@ -178,15 +224,18 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def ray_worker_setup(
-        self, spec: LaunchSpec, num_threads: int | None
-    ) -> tuple[str, dict[str, str]] | None:
-        """Each Ray worker starts a sweep's spare trainers as it starts (see the hook)."""
-        if not spec.use_warm_trainers:
-            return None
+    @contextlib.contextmanager
+    def spare_trainers(
+        self, spec: LaunchSpec, num_threads: int | None, count: int
+    ) -> Iterator[LocalSpares]:
+        """``count`` spare trainers for the watchers, started now (see :class:`LocalSpares`)."""
         threads = num_threads or max(1, int(spec.cpus_per_trial // spec.world_size))
-        hook = f"{__name__}.{start_spares_in_ray_worker.__name__}"
-        return hook, {SPARES_ENV: f"{spec.world_size}x{threads}"}
+        spares = LocalSpares(count, threads)
+        try:
+            spares.refill()
+            yield spares
+        finally:
+            spares.close()
 
     def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""
@@ -194,7 +243,8 @@ class LocalLauncher(Launcher):
         trial.logs.mkdir(parents=True, exist_ok=True)
         port = free_port()
         threads = trial_threads(trial, int(spec.cpus_per_trial // spec.world_size))
-        processes, logs = [], []
+        processes: list[Rank] = []
+        logs = []
         for rank in range(spec.world_size):
             env = {
                 **os.environ,
@@ -208,8 +258,14 @@ class LocalLauncher(Launcher):
                 "PYTHONUNBUFFERED": "1",
             }
             log_path = trial.logs / f"rank-{rank}.log"
-            spare = WARM_TRAINERS.take(threads) if spec.use_warm_trainers else None
-            if spare is not None and _hand_over(spare, trial, env, log_path):
+            request = {
+                "argv": train_command(trial)[3:],
+                "env": env,
+                "log": str(log_path),
+                "watcher_pid": os.getpid(),
+            }
+            spare = take_spare(Path(spec.spares_dir), threads, request) if spec.spares_dir else None
+            if spare is not None:
                 processes.append(spare)
             else:
                 with open(log_path, "ab") as log:
@@ -224,8 +280,6 @@ class LocalLauncher(Launcher):
                         )
                     )
             logs.append(log_path)
-        if spec.use_warm_trainers:
-            WARM_TRAINERS.refill(spec.world_size, threads)
         job = LocalJob(processes, logs)
         trial.update_status(state="running", job_id=job.job_id)
         logger.debug("started %s for %s", job.job_id, trial.path)

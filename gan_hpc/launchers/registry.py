@@ -106,14 +106,14 @@ def launch_spec_for(
     spec: SweepSpec,
     *,
     driver_token: str = "",
-    use_warm_trainers: bool = False,
+    spares_dir: str = "",
 ) -> LaunchSpec:
     """What a launcher needs to start a trial of ``spec``.
 
     Args:
         spec: the sweep's spec.
         driver_token: the driver run whose job poller answers for the trial's job.
-        use_warm_trainers: keep spare trainers for the next local start (a sweep's watcher).
+        spares_dir: where the driver's spare trainers wait (a local sweep's watcher).
 
     """
     return LaunchSpec(
@@ -123,7 +123,7 @@ def launch_spec_for(
         settings=spec.launcher_settings.get(spec.launcher),
         job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
         driver_token=driver_token,
-        use_warm_trainers=use_warm_trainers,
+        spares_dir=spares_dir,
     )
 
 

@@ -40,6 +40,7 @@ from gan_hpc.files import atomic_write_text, read_json
 from gan_hpc.sweep.spec import SweepSpec, active_params, dump_sweep_spec, load_sweep_spec
 from gan_hpc.trial_dir import (
     CONFIG_FILE,
+    FINAL_STATES,
     WALL_TIME_KEY,
     CheckpointRecord,
     TrialDir,
@@ -59,6 +60,9 @@ RAY_DIR = "ray"
 LEADERBOARD_FILE = "leaderboard.csv"
 BASELINES_FILE = "baselines.json"
 CONFIRM_FILE = "confirm.json"
+DRIVER_LOCK_FILE = "driver.lock"  # held by the one driver of the sweep (gan_hpc.locks)
+DRIVER_EPOCH_FILE = "driver_epoch.json"  # the current driver's token (fences older watchers)
+STOP_FILE = "stop.json"  # <trial>/stop.json: the scheduler stopped it early (driver-owned)
 
 # How ``sweep status``/``export`` print a leaderboard (gan_hpc.sweep.leaderboard renders them).
 LeaderboardFormat = Literal["table", "csv", "json", "markdown"]
@@ -163,6 +167,11 @@ def find_sweep_dir(path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ the trials
+
+
+def has_ended_state(trial: TrialDir) -> bool:
+    """True when ``status.json`` holds a final state."""
+    return trial.read_status().state in FINAL_STATES
 
 
 def trial_dirs(sweep_dir: Path) -> list[TrialDir]:

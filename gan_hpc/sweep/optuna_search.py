@@ -25,10 +25,10 @@ from ray.tune.search import Searcher
 from gan_hpc._logging import get_logger
 from gan_hpc.errors import GanHpcError, SweepError
 from gan_hpc.files import atomic_write_json, read_json
-from gan_hpc.sweep.directory import TRIALS_DIR, trial_dirs
+from gan_hpc.sweep.directory import STOP_FILE, TRIALS_DIR, trial_dirs
 from gan_hpc.sweep.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from gan_hpc.sweep.spec import SweepSpec, conditions_hold, search_order, trial_config_for
-from gan_hpc.sweep.watcher import PARAMS_FILE, STOP_FILE, TRIAL_KEY
+from gan_hpc.sweep.watcher import PARAMS_FILE, TRIAL_KEY
 from gan_hpc.trial_dir import CONFIG_FILE, FINAL_STATES, TrialDir
 
 logger = get_logger(__name__)

@@ -1,34 +1,15 @@
 """Sweeps on Ray Tune: OptunaSearch proposes, ASHA stops early, a light watcher runs each trial.
 
+The driver's procedure (lock, reconcile, start, end) is :mod:`gan_hpc.sweep.driver`; this module
+holds what it runs on Ray: the runtime (:func:`start_ray`), the Tuner (:func:`build_tuner`,
+:func:`fit`), ASHA on the trial's own step (:class:`SweepASHA`) and the live view's callbacks.
 The searcher and its Optuna study are in :mod:`gan_hpc.sweep.optuna_search`. Each Tune trial is
 a :class:`~gan_hpc.sweep.watcher.TrialWatcher`: it starts (or re-attaches to) the trial's ranks
 through a launcher, and streams ``metrics.jsonl`` into Tune. Progress is the trial's own
 ``step``.
 
-Exactly once, whatever moment a driver dies. The sweep directory is the whole state of the
-sweep; Ray's experiment is one driver's working copy and is never restored:
-
-- The searcher creates each trial directory (``trials/trial_NNNN``, atomically by rename, with
-  ``config.json``) *before* Tune runs the trial, after asking the Optuna study (stored in
-  ``optuna.journal``) for its parameters. ``tune.num_samples`` counts directories.
-- A driver (``sweep run`` or ``sweep resume``) starts a fresh Tuner: the searcher first hands
-  Tune every trial directory that has not ended (adopting it, with its exact config), then new
-  ones until there are ``num_samples``. A trial that ended while no driver watched it is told to
-  the study with its last reported value; ASHA's rungs are refilled from every
-  ``metrics.jsonl``.
-- A trial has ended when ``status.json`` says so or the scheduler stopped it (``stop.json``,
-  written before its job is cancelled). Launchers record each launch before it starts
-  (``launch.json``) and look a job up before starting another (see :mod:`gan_hpc.launchers.base`).
-- Each driver writes a fresh token to ``driver_epoch.json``; a watcher left over from a killed
-  driver sees it change and never starts or cancels anything again.
-
-Sweep directory::
-
-    <sweep_dir>/spec.yaml            the resolved spec (what resume reads)
-    <sweep_dir>/optuna.journal       the Optuna study (JournalStorage): every trial, its value
-    <sweep_dir>/trials/<trial_id>/   trial directories (see gan_hpc.trial_dir)
-    <sweep_dir>/ray/<name>-<time>/   one Ray Tune experiment per driver run
-    <sweep_dir>/leaderboard.csv      the ranking, rewritten as trials end
+Tune is never restored from its own snapshot: the sweep directory holds the state (trial
+directories, the Optuna study, metrics for ASHA), so nothing depends on when Tune last saved.
 """
 
 from __future__ import annotations
@@ -37,12 +18,10 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.experiment import Trial
@@ -52,36 +31,28 @@ from ray.tune.search import ConcurrencyLimiter
 from gan_hpc import convergence as names
 from gan_hpc._logging import get_logger
 from gan_hpc.config import is_quality_metric
-from gan_hpc.errors import SweepError
 from gan_hpc.files import atomic_write_json
-from gan_hpc.launchers.registry import get_launcher, launch_spec_for
-from gan_hpc.locks import DriverLock, exit_driver
-from gan_hpc.sweep.baselines import BaselinesJob
+from gan_hpc.launchers.base import SpareTrainers
+from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.sweep.directory import (
     RAY_DIR,
-    SPEC_FILE,
     TRIALS_DIR,
     trial_dirs,
-    write_spec,
 )
 from gan_hpc.sweep.leaderboard import write_leaderboard
 from gan_hpc.sweep.optuna_search import SweepSearcher
 from gan_hpc.sweep.progress import SweepProgress, SweepTally, ended_state, make_view
 from gan_hpc.sweep.rank import sweep_leaderboard
-from gan_hpc.sweep.spec import SweepSpec, dump_sweep_spec
+from gan_hpc.sweep.spec import SweepSpec
 from gan_hpc.sweep.watcher import (
-    DRIVER_EPOCH_FILE,
     STOP_FILE,
     TRIAL_KEY,
     SweepContext,
     TrialWatcher,
-    has_ended_state,
 )
 from gan_hpc.trial_dir import TrialDir
 
 logger = get_logger(__name__)
-
-DRIVER_LOCK_FILE = "driver.lock"
 
 
 def record_stop(trial: TrialDir, step: int, reason: str) -> None:
@@ -196,6 +167,7 @@ def build_tuner(
     callbacks: Sequence[tune.Callback],
     *,
     driver_token: str = "",
+    spares_dir: str = "",
 ) -> tune.Tuner:
     """A fresh Tuner for this driver run of ``spec``: it adopts the unfinished trials first.
 
@@ -203,7 +175,9 @@ def build_tuner(
     directories, the Optuna study, metrics for ASHA), so nothing depends on when Tune last
     saved. Each driver run gets its own experiment directory under ``<sweep_dir>/ray``.
     """
-    context = SweepContext(sweep_dir=str(sweep_dir), driver_token=driver_token)
+    context = SweepContext(
+        sweep_dir=str(sweep_dir), driver_token=driver_token, spares_dir=spares_dir
+    )
     resources = get_launcher(spec.launcher).watcher_resources(
         spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     )
@@ -233,8 +207,7 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=-1,  # the searcher counts trial directories against num_samples
             trial_dirname_creator=lambda trial: trial.trial_id,
-            # one watcher actor watches trial after trial: no actor start per trial, and the
-            # local launcher's warm trainers (imported while the last trial trained) carry over
+            # one watcher actor watches trial after trial: no actor start per trial
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -252,87 +225,33 @@ def build_tuner(
     )
 
 
-def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path) -> None:
-    """Create the sweep directory and write the resolved spec (refusing a different one)."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    rendered = dump_sweep_spec(spec)
-    spec_path = sweep_dir / SPEC_FILE
-    if spec_path.exists() and spec_path.read_text() != rendered:
-        raise SweepError(
-            f"{sweep_dir}: holds a sweep with a different spec; resume it with "
-            f"`gan-hpc sweep resume {sweep_dir}` or pick another --out"
-        )
-    write_spec(sweep_dir, spec)
-
-
-def run_sweep(
+def fit(
     spec: SweepSpec,
     sweep_dir: Path,
+    ended: Sequence[TrialDir],
     *,
-    restore: bool = False,
-    emit: Callable[[str], None] = logger.info,
-    num_cpus: int | None = None,
-    use_bar: bool = False,
-) -> Any:
-    """Run a sweep, or finish one a previous driver left; returns the ranked leaderboard.
+    driver_token: str,
+    spares: SpareTrainers | None,
+    emit: Callable[[str], None],
+    use_bar: bool,
+) -> None:
+    """Run Tune until every trial of ``spec`` has ended; Ray must be up (:func:`start_ray`).
 
     Args:
         spec: the sweep's spec.
         sweep_dir: its directory.
-        restore: continue the sweep in ``sweep_dir`` (its spec.yaml must exist).
+        ended: the trials that ended before this driver (the live view counts them).
+        driver_token: this driver run's token (``driver_epoch.json``).
+        spares: the launcher's spare trainers, topped up from Tune's loop; None: none.
         emit: where the live view's lines go.
-        num_cpus: CPUs for the local Ray runtime (default: the launcher's
-            :meth:`~gan_hpc.launchers.base.Launcher.ray_cpus`).
         use_bar: show the live view as a bar on stderr (a terminal), not lines through emit.
 
     """
-    # a refused sbatch option fails here in one line, before any directory or Ray runtime
-    launcher, launch_spec = get_launcher(spec.launcher), launch_spec_for(spec)
-    launcher.check(launch_spec)
-    sweep_dir = sweep_dir.resolve()
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    # a driver whose lock another took over exits at once, as if killed: the new one adopts
-    with DriverLock(sweep_dir / DRIVER_LOCK_FILE, on_lost=exit_driver):
-        if restore:
-            if not (sweep_dir / SPEC_FILE).exists():
-                raise SweepError(f"{sweep_dir}: no {SPEC_FILE}; is it a sweep directory?")
-        else:
-            prepare_sweep_dir(spec, sweep_dir)
-        token = uuid.uuid4().hex
-        # from here on, watchers of an older driver (still exiting) start and cancel nothing
-        atomic_write_json(
-            sweep_dir / DRIVER_EPOCH_FILE, {"token": token, "pid": os.getpid(), "at": time.time()}
-        )
-        ended = SweepSearcher(spec, str(sweep_dir)).reconcile()
-        launcher.reconcile(launch_spec, trial_dirs(sweep_dir), ended)
-        for trial in ended:  # stopped by the scheduler just before a driver died
-            if (trial.path / STOP_FILE).exists() and not has_ended_state(trial):
-                trial.update_status(state="stopped", message="stopped early by the scheduler")
-        # scored beside Ray's start and the trials, by a child that holds torch and the data
-        baselines = BaselinesJob(sweep_dir, emit=emit)
-        if len(trial_dirs(sweep_dir)) >= spec.tune.num_samples and len(ended) == len(
-            trial_dirs(sweep_dir)
-        ):
-            emit(f"all {spec.tune.num_samples} trials have ended")
-            baselines.finish()
-            return update_leaderboard(spec, sweep_dir)
-        # one scheduler query per interval for all trials' jobs, answered to this run's watchers
-        with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
-            _start_ray(
-                num_cpus or launcher.ray_cpus(spec.tune.max_concurrent_trials),
-                launcher.ray_worker_setup(
-                    launch_spec_for(spec, use_warm_trainers=True), spec.base.train.num_threads
-                ),
-            )
-            try:
-                baselines.check_data()  # unreadable data stops the sweep before any trial
-                callbacks = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
-                build_tuner(spec, sweep_dir, callbacks, driver_token=token).fit()
-            finally:
-                ray.shutdown()
-        SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
-        baselines.finish()
-        return update_leaderboard(spec, sweep_dir)
+    callbacks: list[tune.Callback] = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
+    if spares is not None:
+        callbacks.append(_RefillSpares(spares))
+    spares_dir = str(spares.directory) if spares is not None else ""
+    build_tuner(spec, sweep_dir, callbacks, driver_token=driver_token, spares_dir=spares_dir).fit()
 
 
 def _progress(
@@ -370,39 +289,43 @@ def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
     return leaderboard
 
 
-def has_tune_state(spec: SweepSpec, sweep_dir: Path) -> bool:
-    """True when ``sweep_dir`` holds a sweep that :func:`run_sweep` can continue.
-
-    The sweep directory itself is the state (spec, trials, study); a driver killed at any
-    moment, even before Ray's first snapshot, leaves a sweep that continues.
-    """
-    return (Path(sweep_dir) / SPEC_FILE).exists()
-
-
-def _start_ray(num_cpus: int | None, worker_setup: tuple[str, dict[str, str]] | None) -> None:
-    """Start a local Ray runtime with its console noise kept out of the way.
-
-    ``worker_setup`` is the launcher's hook that each Ray worker runs as it starts, and the
-    environment the hook reads (the workers inherit the driver's).
-    """
+def start_ray(num_cpus: int | None) -> None:
+    """Start a local Ray runtime with its console noise kept out of the way."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's own CSV, JSON and TensorBoard loggers copy what each trial directory already has;
     # the TensorBoard one alone imports torch into the driver (1.5 s, 0.2 GiB)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Ray starts an idle worker per CPU for the first driver, but Tune's actors carry a runtime
+    # env of their own and never run in those: they would only take CPU while the sweep starts
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     for name in ("ray", "ray.tune", "ray._private"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    runtime_env = None
-    if worker_setup is not None:
-        hook, env = worker_setup
-        os.environ.update(env)
-        runtime_env = {"worker_process_setup_hook": hook}
     ray.init(
-        runtime_env=runtime_env,
         num_cpus=num_cpus or os.cpu_count() or 1,
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.ERROR,
         ignore_reinit_error=True,
     )
+
+
+def stop_ray() -> None:
+    """Stop the local Ray runtime (its processes and the watchers in them)."""
+    ray.shutdown()
+
+
+class _RefillSpares(tune.Callback):
+    """Tops up the local launcher's spare trainers from Tune's loop (the driver's main thread)."""
+
+    def __init__(self, spares: SpareTrainers) -> None:
+        self.spares: SpareTrainers | None = spares
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment; the spares stay with this driver."""
+        return {"spares": None}
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        """Replace the spares the watchers took."""
+        if self.spares is not None:
+            self.spares.refill()

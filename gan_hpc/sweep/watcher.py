@@ -30,13 +30,18 @@ from gan_hpc.launchers.base import (
     update_launch,
 )
 from gan_hpc.launchers.registry import get_launcher, launch_spec_for
-from gan_hpc.sweep.directory import TRIALS_DIR, read_spec
+from gan_hpc.sweep.directory import (
+    DRIVER_EPOCH_FILE,
+    STOP_FILE,
+    TRIALS_DIR,
+    has_ended_state,
+    read_spec,
+)
 from gan_hpc.sweep.spec import SweepSpec, trial_config_for
 from gan_hpc.trial_dir import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_REQUEUE,
-    FINAL_STATES,
     TrialDir,
     parse_metrics_line,
 )
@@ -44,9 +49,7 @@ from gan_hpc.trial_dir import (
 logger = get_logger(__name__)
 
 POINTER_FILE = "progress.json"
-DRIVER_EPOCH_FILE = "driver_epoch.json"  # the current driver's token (fences older watchers)
 PARAMS_FILE = "params.json"
-STOP_FILE = "stop.json"  # <trial>/stop.json: the scheduler stopped it early (driver-owned)
 TRIAL_KEY = "gan_hpc_trial"  # a Tune trial's config: the trial directory's name
 POLL_INTERVAL_S = 0.5
 EPOCH_CHECK_S = 2.0  # how often a watcher checks that its driver is still the current one
@@ -58,6 +61,7 @@ class SweepContext:
 
     sweep_dir: str
     driver_token: str = ""
+    spares_dir: str = ""  # where the driver's spare trainers wait (local launcher); "": none
 
     def spec(self) -> SweepSpec:
         """The sweep's resolved spec."""
@@ -109,7 +113,7 @@ class TrialWatcher(tune.Trainable):
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
         self.launch_spec = launch_spec_for(
-            self.spec, driver_token=context.driver_token, use_warm_trainers=True
+            self.spec, driver_token=context.driver_token, spares_dir=context.spares_dir
         )
         self.job: TrialJob | None = None
         self.reported_step = 0
@@ -268,11 +272,6 @@ def after_job_end(
 def _fail(trial: TrialDir, code: int, summary: str) -> None:
     trial.update_status(state="failed", message=summary[-500:])
     raise LaunchError(f"trial {trial.path.name} failed (exit {code}): {summary}")
-
-
-def has_ended_state(trial: TrialDir) -> bool:
-    """True when ``status.json`` holds a final state."""
-    return trial.read_status().state in FINAL_STATES
 
 
 def tune_result(record: dict[str, Any]) -> dict[str, float]:

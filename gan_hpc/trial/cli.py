@@ -1,6 +1,6 @@
 """The trainer's program around train_trial: ``python -m gan_hpc.trial.train``, ``gan-hpc train``.
 
-Launchers start ``python -m gan_hpc.trial.train TRIAL_DIR`` (or a warm spare, ``--warm``);
+Launchers start ``python -m gan_hpc.trial.train TRIAL_DIR`` (or a warm spare, ``--warm DIR``);
 :mod:`gan_hpc.trial.train`'s ``__main__`` hands its arguments to :func:`run_program`. Exit statuses
 are in :mod:`gan_hpc.trial_dir` (0 finished, diverged or halted, 2 bad input, 75 checkpointed
 on SIGTERM/SIGUSR1 and asking to be run again, 1 a crash).
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from pathlib import Path
+from typing import NoReturn
 
+from gan_hpc import spare_handover
 from gan_hpc._logging import configure, get_logger
 from gan_hpc.arguments import build_train_parser
 from gan_hpc.config import load_trial_config
@@ -89,29 +91,34 @@ def exit_without_teardown(status: int) -> NoReturn:
 
 
 def run_program(argv: Sequence[str]) -> int:
-    """``python -m gan_hpc.trial.train ARGS``: a warm spare for ``--warm``, else one trial."""
-    return serve_warm(sys.stdin) if list(argv) == [WARM_TRAINER_FLAG] else main(argv)
+    """``python -m gan_hpc.trial.train ARGS``: a warm spare for ``--warm DIR``, else one trial."""
+    if len(argv) == 2 and argv[0] == WARM_TRAINER_FLAG:
+        return serve_warm(Path(argv[1]))
+    return main(argv)
 
 
-def serve_warm(requests: TextIO) -> int:
-    """``python -m gan_hpc.trial.train --warm``: import what a trial needs, then run the one sent.
+def serve_warm(spares_dir: Path) -> int:
+    """``python -m gan_hpc.trial.train --warm DIR``: import what a trial needs, then run its trial.
 
-    A launcher starts this spare while the previous trial trains, so the next trial skips the
-    interpreter's start: torch, TorchDynamo (which the optimisers import on their first call),
-    TensorBoard and the end-of-trial scorers, several seconds in all. The request is one JSON
-    line, ``{"argv": [...], "env": {...}, "log": path}``: the arguments, environment and log
-    file that a cold ``python -m gan_hpc.trial.train`` would get. End of input (the launcher went
-    away, or has no trial for it) ends the spare.
+    A local sweep's driver starts this spare before Ray, so the trial a watcher gives it skips
+    the interpreter's start: torch, TorchDynamo (which the optimisers import on their first
+    call), TensorBoard and the end-of-trial scorers, several seconds in all. The request comes
+    through ``DIR`` (:mod:`gan_hpc.spare_handover`): the arguments, environment and log file that
+    a cold ``python -m gan_hpc.trial.train`` would get, and the watcher's pid. The spare dies with
+    that watcher, and leaves its exit status in ``DIR`` for it. A spare whose driver closes
+    ``DIR`` without giving it a trial exits.
 
     Returns:
         the trial's exit status, as :func:`main`'s.
 
     """
     _import_trial_dependencies()
-    line = requests.readline()
-    if not line.strip():
+    ready_at = time.monotonic()
+    request = spare_handover.wait_for_request(spares_dir)
+    if request is None:
         return EXIT_OK
-    request = json.loads(line)
+    waited_s = time.monotonic() - ready_at
+    spare_handover.die_with(int(request["watcher_pid"]))
     os.environ.clear()
     os.environ.update(request["env"])
     # the log takes over stdout and stderr: what the trial prints lands where a cold start's
@@ -120,7 +127,14 @@ def serve_warm(requests: TextIO) -> int:
     os.dup2(log, sys.stdout.fileno())
     os.dup2(log, sys.stderr.fileno())
     os.close(log)
-    return main(request["argv"])
+    configure()
+    logger.info("runs in a spare trainer (its imports were done %.1f s before)", waited_s)
+    code = EXIT_FAILED
+    try:
+        code = main(request["argv"])
+    finally:
+        spare_handover.record_exit(spares_dir, code)
+    return code
 
 
 def _import_trial_dependencies() -> None:
