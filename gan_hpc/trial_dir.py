@@ -62,8 +62,8 @@ EXIT_OK = 0  # finished, diverged or halted (status.json says which)
 EXIT_FAILED = 1  # an unexpected exception
 EXIT_BAD_INPUT = 2  # a GanHpcError (bad config, bad data)
 EXIT_REQUEUE = 75  # SIGTERM/SIGUSR1: checkpoint written, run me again (EX_TEMPFAIL)
-# `python -m gan_hpc.trial.train --warm DIR`: a spare trainer that imports torch and the rest, then
-# runs the one trial a watcher gives it through DIR (gan_hpc.spare_handover, trial.cli.serve_warm)
+# `python -m gan_hpc.trial.train --warm DIR`: the warm trainer, which imports torch and the rest,
+# then forks each trial the watchers give it through DIR (gan_hpc.warm_handover, trial.cli)
 WARM_TRAINER_FLAG = "--warm"
 
 # Which of a trial's checkpoints: its best by the ranking rule (best.pt) or its newest.

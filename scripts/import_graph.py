@@ -39,7 +39,7 @@ LAYERS: dict[str, frozenset[str]] = {
 }
 ENTRY_POINTS = frozenset({"gan_hpc", "gan_hpc.cli", "gan_hpc.__main__"})
 # imports against the layers, each made inside a function: a trial's default scorer loads the
-# held-out scoring of bundle/ when the trial ends, and a spare trainer loads it ahead of time
+# held-out scoring of bundle/ when the trial ends, and the warm trainer loads it ahead of time
 LAYER_EXCEPTIONS = frozenset(
     {
         ("gan_hpc.trial.scorer", "gan_hpc.bundle.scoring"),

@@ -1,4 +1,4 @@
-"""Launch records and leftover trainers (a stand-in trainer), and spare trainers (the real one)."""
+"""Launch records, leftover trainers (a stand-in trainer), and the warm trainer (the real one)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from gan_hpc import spare_handover
 from gan_hpc.config import TrialConfig
 from gan_hpc.convergence import SAMPLES_PER_S
 from gan_hpc.dist_env import rank_threads
@@ -24,9 +23,9 @@ from gan_hpc.launchers.base import (
     update_launch,
 )
 from gan_hpc.launchers.local import (
-    LocalSpares,
+    LocalWarmTrainer,
+    run_warm,
     stop_leftover_trainers,
-    take_spare,
     trainer_pids,
 )
 from gan_hpc.launchers.registry import get_launcher
@@ -121,73 +120,82 @@ def test_a_new_local_launch_stops_a_killed_drivers_trainer_first(
     assert json.loads((trial.path / LAUNCH_FILE).read_text())["job_id"] == job.job_id
 
 
-def test_trials_run_in_the_drivers_spares_as_cold_ones_would(
+def test_trials_forked_by_the_warm_trainer_train_as_cold_ones_would(
     tmp_path: Path, trial_config: TrialConfig
 ) -> None:
-    """The real trainer: each launch goes to a spare; the next spare waits for the last to begin."""
+    """The real trainer: both launches are forks of one warm trainer, which imported once."""
     first, second = _trial(tmp_path), TrialDir(tmp_path / "sweep" / "trials" / "trial_0001")
     second.path.mkdir()
     for trial in (first, second):
         trial.write_config(trial_config)
-    threads = trial_threads(first, 1)
-    spares = LocalSpares(count=1, threads=threads)
-    launcher, spec = get_launcher("local"), LaunchSpec(spares_dir=str(spares.directory))
+    warm = LocalWarmTrainer(threads=trial_threads(first, 1))
+    launcher, spec = get_launcher("local"), LaunchSpec(warm_dir=str(warm.directory))
+    jobs = []
     try:
-        spares.refill()
-        (spare,) = spare_handover.waiting_spares(spares.directory, threads)
-        job = launcher.start(first, spec)
-        assert job.job_id == f"local:{spare}"
-        spares.refill()  # the taken spare still imports: no second one beside it yet
-        assert spare_handover.waiting_spares(spares.directory, threads) == []
-        found: set[int] = set()  # once it trains, the spare names its trial by its log
-        _wait(lambda: bool(found.update(trainer_pids([first]))) or job.poll() is not None, 180)
-        assert found == {spare}
-        spares.refill()
-        (next_spare,) = spare_handover.waiting_spares(spares.directory, threads)
-        _wait(lambda: job.poll() is not None, timeout_s=180)
-        assert job.poll() == 0, job.failure_summary()
-        job = launcher.start(second, spec)
-        assert job.job_id == f"local:{next_spare}"
-        _wait(lambda: job.poll() is not None, timeout_s=180)
-        assert job.poll() == 0, job.failure_summary()
+        jobs = [launcher.start(first, spec), launcher.start(second, spec)]  # side by side
+        pids = {int(job.job_id.split(":")[1]) for job in jobs}
+        assert len(pids) == 2 and warm.process.pid not in pids
+        # forked by the warm trainer: its children, not this process's
+        assert all(_parent(pid) == warm.process.pid for pid in pids)
+        found: set[int] = set()  # while they train, the forks name their trials by their logs
+        _wait(lambda: bool(found.update(trainer_pids([first, second]))) or len(found) == 2, 180)
+        assert found == pids
+        for job in jobs:
+            _wait(lambda job=job: job.poll() is not None, timeout_s=180)
+            assert job.poll() == 0, job.failure_summary()
     finally:
-        job.cancel()
-        spares.close()
-    assert not spares.directory.exists()
+        for job in jobs:
+            job.cancel()
+        warm.close()
+    assert not warm.directory.exists() and warm.process.returncode is not None
     results = [json.loads(t.result_path.read_text()) for t in (first, second)]
     assert [r["state"] for r in results] == ["finished", "finished"]
     metrics = [
         {k: v for k, v in r["last"]["metrics"].items() if k != SAMPLES_PER_S} for r in results
     ]
     assert metrics[0] == metrics[1]  # the same config and seed train the same either way
+    cold = TrialDir(tmp_path / "cold")
+    cold.path.mkdir()
+    cold.write_config(trial_config)
+    job = launcher.start(cold, LaunchSpec())
+    _wait(lambda: job.poll() is not None, timeout_s=180)
+    assert job.poll() == 0, job.failure_summary()
+    cold_result = json.loads(cold.result_path.read_text())
+    assert {k: v for k, v in cold_result["last"]["metrics"].items() if k != SAMPLES_PER_S} == (
+        metrics[0]
+    )
     log = (second.logs / "rank-0.log").read_text()
-    assert "signal quality" in log and "runs in a spare trainer" in log  # its output: its log
+    assert "signal quality" in log and "forked from the sweep's warm trainer" in log
 
 
-def test_a_spare_dies_with_the_watcher_that_took_it(tmp_path: Path) -> None:
-    """A spare is the driver's child, yet a watcher's death ends its trial like a rank's."""
+def test_a_forked_trial_dies_with_the_watcher_that_gave_it(tmp_path: Path) -> None:
+    """A fork is the warm trainer's child, yet a watcher's death ends it like a rank's."""
     trial = _trial(tmp_path)
+    trial.logs.mkdir()
     watcher = subprocess.Popen(["sleep", "300"])
-    spares = LocalSpares(count=1, threads=1)
+    warm = LocalWarmTrainer(threads=1)
     try:
-        spares.refill()
         request = {
             "argv": [str(trial.path)],
             "env": {**os.environ, "OMP_NUM_THREADS": "1"},
             "log": str(trial.logs / "rank-0.log"),
             "watcher_pid": watcher.pid,
         }
-        trial.logs.mkdir()
-        rank = take_spare(spares.directory, 1, request)
+        rank = run_warm(warm.directory, request)
         assert rank is not None and rank.poll() is None
-        _wait(lambda: spare_handover.has_begun(spares.directory, rank.pid), timeout_s=120)
+        _wait(lambda: bool(trainer_pids([trial])), timeout_s=60)
         watcher.kill()
         watcher.wait()
         _wait(lambda: rank.poll() is not None, timeout_s=30)
-        assert rank.returncode == -signal.SIGKILL  # killed: it left no exit status
+        assert rank.returncode == -signal.SIGKILL  # as the warm trainer reaped it
+        assert warm.process.poll() is None  # the warm trainer itself serves on
     finally:
         watcher.kill()
-        spares.close()
+        warm.close()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 CPUS_HERE = len(os.sched_getaffinity(0))

@@ -94,9 +94,9 @@ class LaunchSpec:
     job_name: str = "gan-hpc"
     # the driver run whose job poller answers for the trial's job; "": it is asked about alone
     driver_token: str = ""
-    # local launcher: where the driver's spare trainers wait (``Launcher.spare_trainers``);
+    # local launcher: where the driver's warm trainer takes trials (``Launcher.warm_trainer``);
     # "": every rank starts a fresh interpreter
-    spares_dir: str = ""
+    warm_dir: str = ""
 
 
 class TrialJob(abc.ABC):
@@ -117,14 +117,10 @@ class TrialJob(abc.ABC):
         """The job id and the tail of its error output, for a failed trial's message."""
 
 
-class SpareTrainers(abc.ABC):
-    """The driver's spare trainers: started before the trials, kept topped up while they run."""
+class WarmTrainer:
+    """The driver's warm trainer: a process that imported what a trial needs and forks trials."""
 
-    directory: Path  # where the watchers find them (``LaunchSpec.spares_dir``)
-
-    @abc.abstractmethod
-    def refill(self) -> None:
-        """Replace the spares the watchers took; called from the driver's main thread."""
+    directory: Path  # where the watchers give it their trials (``LaunchSpec.warm_dir``)
 
 
 class Launcher(abc.ABC):
@@ -140,13 +136,13 @@ class Launcher(abc.ABC):
     watcher_cpus: ClassVar[float | None] = None
     has_driver_job: ClassVar[bool] = False  # True: `sweep submit` can queue the driver
 
-    def spare_trainers(
-        self, spec: LaunchSpec, num_threads: int | None, count: int
-    ) -> contextlib.AbstractContextManager[SpareTrainers | None]:
-        """Spare trainers the driver keeps for the watchers while the sweep runs; None: none.
+    def warm_trainer(
+        self, spec: LaunchSpec, num_threads: int | None
+    ) -> contextlib.AbstractContextManager[WarmTrainer | None]:
+        """A warm trainer the driver keeps for the watchers while the sweep runs; None: none.
 
-        ``num_threads`` is the sweep's base ``train.num_threads``; ``count`` the most ranks
-        that start at once. Only a backend whose ranks run beside the driver keeps spares.
+        ``num_threads`` is the sweep's base ``train.num_threads``. Only a backend whose ranks
+        run beside the driver keeps one.
         """
         return contextlib.nullcontext()
 

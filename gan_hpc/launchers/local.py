@@ -20,14 +20,14 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gan_hpc import spare_handover
+from gan_hpc import warm_handover
 from gan_hpc._logging import get_logger
 from gan_hpc.dist_env import free_port
 from gan_hpc.launchers.base import (
     Launcher,
     LaunchSpec,
-    SpareTrainers,
     TrialJob,
+    WarmTrainer,
     die_with_parent,
     train_command,
     trial_threads,
@@ -41,123 +41,128 @@ STDERR_TAIL_LINES = 20
 LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
 
 
-def warm_trainer_command(spares_dir: Path) -> list[str]:
-    """A spare trainer: the same entry point, waiting for its trial in ``spares_dir``."""
-    return [sys.executable, "-m", "gan_hpc.trial.train", WARM_TRAINER_FLAG, str(spares_dir)]
+WARM_START_TIMEOUT_S = 300.0  # how long a watcher waits for the warm trainer to fork its trial
 
 
-class LocalSpares(SpareTrainers):
-    """A local sweep's spare trainers, started by its driver before Ray and taken by the watchers.
+def warm_trainer_command(directory: Path) -> list[str]:
+    """The warm trainer: the same entry point, forking the trials given in ``directory``."""
+    return [sys.executable, "-m", "gan_hpc.trial.train", WARM_TRAINER_FLAG, str(directory)]
 
-    A fresh trainer spends seconds importing torch and the rest before its first step. The
-    driver starts ``count`` spares (one per rank that can start at once) as the sweep starts,
-    so the first trials' imports overlap Ray's and Tune's start; a spare a watcher took is
-    replaced once it has begun its trial, because two interpreters importing at once slow each
-    other down and the taken one is what the sweep waits for. The spares are children of the
-    driver's main thread (``PR_SET_PDEATHSIG``); a spare that has its trial also dies with the
-    watcher that took it (:mod:`gan_hpc.spare_handover`).
+
+class LocalWarmTrainer(WarmTrainer):
+    """A local sweep's warm trainer, started by its driver before Ray; it forks every trial.
+
+    A fresh trainer spends seconds of CPU importing torch and the rest before its first step.
+    The warm trainer imports them once, beside Ray's and Tune's start, then forks one process
+    per trial a watcher gives it (:mod:`gan_hpc.warm_handover`): no trial waits for the
+    imports, and no import competes with a running trial. It is a child of the driver's main
+    thread (``PR_SET_PDEATHSIG``); each forked trial dies with it and with its watcher.
     """
 
-    def __init__(self, count: int, threads: int) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="gan-hpc-spares-"))
-        self.count, self.threads = count, threads
-        self._waiting: list[subprocess.Popen[bytes]] = []  # not yet begun a trial
-        self._training: list[subprocess.Popen[bytes]] = []  # began one: reaped when it ends
-        self._broken = False  # a spare died before its trial: start no more
-
-    def refill(self) -> None:
-        """Start spares until ``count`` wait, unless a taken one still imports."""
-        self._training = [p for p in self._training if p.poll() is None]
-        waiting = []
-        for process in self._waiting:
-            if spare_handover.has_begun(self.directory, process.pid):
-                self._training.append(process)
-            elif process.poll() is not None:
-                if not self._broken:
-                    logger.warning(
-                        "spare trainer %d exited with %s before its trial; trials start cold "
-                        "(python -m gan_hpc.trial.train --warm %s shows why)",
-                        process.pid,
-                        process.returncode,
-                        self.directory,
-                    )
-                self._broken = True
-            else:
-                waiting.append(process)
-        self._waiting = waiting
-        if self._broken or any(spare_handover.is_taken(self.directory, p.pid) for p in waiting):
-            return
-        while len(self._waiting) < self.count:
-            env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
-            process = subprocess.Popen(
-                warm_trainer_command(self.directory),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-            spare_handover.advertise(self.directory, process.pid, self.threads)
-            self._waiting.append(process)
+    def __init__(self, threads: int) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="gan-hpc-warm-"))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            warm_trainer_command(self.directory),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        warm_handover.advertise(self.directory, self.process.pid)
 
     def close(self) -> None:
-        """Stop the spares no trial runs in, and remove the directory."""
-        for process in self._waiting:
-            process.kill()
-            process.wait()
-        self._waiting = []
+        """Remove the directory (the warm trainer then exits), then make sure it has."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-class HandedSpare:
-    """A rank running in one of the driver's spares: the few ``Popen`` calls a job makes of it.
+class ForkedTrial:
+    """A rank forked by the warm trainer: the few ``Popen`` calls a job makes of it.
 
-    The spare is the driver's child, not this process's: it is watched through a pidfd (never a
-    recycled pid), and its exit status is the one it left in the spares directory, -9 when it
-    left none (it was killed).
+    Not this process's child: it and the warm trainer are watched through pidfds (never a
+    recycled pid), and its exit status is the one the warm trainer recorded when it reaped it;
+    -9 when the warm trainer died too and recorded none.
     """
 
-    def __init__(self, directory: Path, pid: int, pidfd: int) -> None:
-        self.directory, self.pid, self._pidfd = directory, pid, pidfd
+    def __init__(self, directory: Path, token: str, pid: int, server_fd: int) -> None:
+        self.directory, self.token, self.pid = directory, token, pid
         self.returncode: int | None = None
+        self._server_fd = server_fd
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:  # it has ended already: its status is, or will be, recorded
+            self._pidfd = None
 
     def poll(self) -> int | None:
         """None while it runs, else its exit status."""
-        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
-            code = spare_handover.read_exit(self.directory, self.pid)
-            self.returncode = -signal.SIGKILL if code is None else code
-            os.close(self._pidfd)
+        if self.returncode is not None:
+            return self.returncode
+        code = warm_handover.read_exit(self.directory, self.token)
+        if code is None and _has_exited(self._pidfd) and _has_exited(self._server_fd):
+            code = warm_handover.read_exit(self.directory, self.token)
+            code = -signal.SIGKILL if code is None else code
+        if code is not None:
+            self.returncode = code
+            for fd in (self._pidfd, self._server_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._pidfd = None
         return self.returncode
 
     def wait(self) -> int:
-        """Block until it exits; its exit status."""
+        """Block until it has exited and its status is known."""
         while (code := self.poll()) is None:
-            select.select([self._pidfd], [], [], 1.0)
+            time.sleep(warm_handover.POLL_S)
         return code
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` unless it has exited."""
-        if self.poll() is None:
+        if self.poll() is None and self._pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, sig)
 
 
-Rank = subprocess.Popen[bytes] | HandedSpare
+def _has_exited(pidfd: int | None) -> bool:
+    """True when the process behind ``pidfd`` has exited (None: it had before we looked)."""
+    return pidfd is None or bool(select.select([pidfd], [], [], 0)[0])
 
 
-def take_spare(directory: Path, threads: int, request: dict[str, object]) -> HandedSpare | None:
-    """Give a waiting spare started for ``threads`` threads its trial; None when none waits."""
-    for pid in spare_handover.waiting_spares(directory, threads):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        if _command(pid) == warm_trainer_command(directory)[1:] and spare_handover.give(
-            directory, pid, request
-        ):
-            return HandedSpare(directory, pid, pidfd)
-        os.close(pidfd)
-    return None
+Rank = subprocess.Popen[bytes] | ForkedTrial
+
+
+def run_warm(directory: Path, request: dict[str, object]) -> ForkedTrial | None:
+    """Have the warm trainer of ``directory`` fork this rank; None: start it cold instead.
+
+    Waits while the warm trainer still imports (seconds, as a sweep starts). None when there
+    is no warm trainer, it died, or it did not fork the request in time (the request is then
+    withdrawn, so the rank never runs twice).
+    """
+    server = warm_handover.server_pid(directory)
+    if server is None:
+        return None
+    try:
+        server_fd = os.pidfd_open(server)
+    except ProcessLookupError:
+        return None
+    if _command(server) != warm_trainer_command(directory)[1:]:  # a recycled pid
+        os.close(server_fd)
+        return None
+    token = warm_handover.submit(directory, request)
+    deadline = time.monotonic() + WARM_START_TIMEOUT_S
+    while (pid := warm_handover.read_pid(directory, token)) is None:
+        gone = _has_exited(server_fd) or time.monotonic() > deadline
+        if gone and warm_handover.withdraw(directory, token):
+            logger.warning("the warm trainer %d did not take a trial; starting it cold", server)
+            os.close(server_fd)
+            return None
+        time.sleep(warm_handover.POLL_S)
+    return ForkedTrial(directory, token, pid, server_fd)
 
 
 def _command(pid: int) -> list[str]:
@@ -170,7 +175,7 @@ def _command(pid: int) -> list[str]:
 
 
 class LocalJob(TrialJob):
-    """The ranks of one trial: child processes of this process, or spares it was given."""
+    """The ranks of one trial: child processes of this process, or forked by the warm trainer."""
 
     def __init__(self, processes: Sequence[Rank], log_paths: Sequence[Path]) -> None:
         self.processes = list(processes)
@@ -225,17 +230,13 @@ class LocalLauncher(Launcher):
     name = "local"
 
     @contextlib.contextmanager
-    def spare_trainers(
-        self, spec: LaunchSpec, num_threads: int | None, count: int
-    ) -> Iterator[LocalSpares]:
-        """``count`` spare trainers for the watchers, started now (see :class:`LocalSpares`)."""
-        threads = num_threads or max(1, int(spec.cpus_per_trial // spec.world_size))
-        spares = LocalSpares(count, threads)
+    def warm_trainer(self, spec: LaunchSpec, num_threads: int | None) -> Iterator[LocalWarmTrainer]:
+        """A warm trainer for the sweep's watchers, started now (see :class:`LocalWarmTrainer`)."""
+        warm = LocalWarmTrainer(num_threads or max(1, int(spec.cpus_per_trial // spec.world_size)))
         try:
-            spares.refill()
-            yield spares
+            yield warm
         finally:
-            spares.close()
+            warm.close()
 
     def _spawn(self, trial: TrialDir, spec: LaunchSpec, launch: int) -> TrialJob:
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""
@@ -264,9 +265,9 @@ class LocalLauncher(Launcher):
                 "log": str(log_path),
                 "watcher_pid": os.getpid(),
             }
-            spare = take_spare(Path(spec.spares_dir), threads, request) if spec.spares_dir else None
-            if spare is not None:
-                processes.append(spare)
+            forked = run_warm(Path(spec.warm_dir), request) if spec.warm_dir else None
+            if forked is not None:
+                processes.append(forked)
             else:
                 with open(log_path, "ab") as log:
                     processes.append(

@@ -106,14 +106,14 @@ def launch_spec_for(
     spec: SweepSpec,
     *,
     driver_token: str = "",
-    spares_dir: str = "",
+    warm_dir: str = "",
 ) -> LaunchSpec:
     """What a launcher needs to start a trial of ``spec``.
 
     Args:
         spec: the sweep's spec.
         driver_token: the driver run whose job poller answers for the trial's job.
-        spares_dir: where the driver's spare trainers wait (a local sweep's watcher).
+        warm_dir: where the driver's warm trainer takes trials (a local sweep's watcher).
 
     """
     return LaunchSpec(
@@ -123,7 +123,7 @@ def launch_spec_for(
         settings=spec.launcher_settings.get(spec.launcher),
         job_name=f"gan-hpc.{spec.name}",  # every job of the sweep: scancel --name stops them all
         driver_token=driver_token,
-        spares_dir=spares_dir,
+        warm_dir=warm_dir,
     )
 
 

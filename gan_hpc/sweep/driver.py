@@ -5,8 +5,8 @@ What a driver does, in order:
 1. checks the launcher's options (a refused sbatch option fails in one line) and takes the
    sweep's lock (``driver.lock``);
 2. writes the spec (or checks it, when resuming) and a fresh token to ``driver_epoch.json``;
-3. starts what takes seconds before the first trial: the local launcher's spare trainers and
-   the baselines child (:mod:`gan_hpc.sweep.baselines`), both importing torch while the driver
+3. starts what takes seconds before the first trial: the local launcher's warm trainer and the
+   baselines child (:mod:`gan_hpc.sweep.baselines`), both importing torch while the driver
    imports Ray Tune and Optuna (:mod:`gan_hpc.sweep.tune`, loaded only here) and starts Ray;
 4. reconciles the sweep directory with the study and the scheduler, then runs Tune until every
    trial has ended;
@@ -128,19 +128,15 @@ def run_sweep(
         atomic_write_json(
             sweep_dir / DRIVER_EPOCH_FILE, {"token": token, "pid": os.getpid(), "at": time.time()}
         )
-        spares = (
-            launcher.spare_trainers(
-                launch_spec,
-                spec.base.train.num_threads,
-                _concurrent_trials(spec, ray_cpus) * spec.resources.world_size,
-            )
+        warm = (
+            launcher.warm_trainer(launch_spec, spec.base.train.num_threads)
             if _may_run_trials(spec, sweep_dir)
             else contextlib.nullcontext()
         )
-        with spares as spare_trainers:
+        with warm as warm_trainer:
             # scored beside the driver's start and the trials, by a child that holds torch
             baselines = BaselinesJob(sweep_dir, emit=emit)
-            # seconds of imports, while the spares and the baselines child import theirs
+            # seconds of imports, while the warm trainer and the baselines child import theirs
             import optuna
 
             from gan_hpc.sweep import tune as sweep_tune
@@ -168,7 +164,7 @@ def run_sweep(
                         sweep_dir,
                         ended,
                         driver_token=token,
-                        spares=spare_trainers,
+                        warm_dir=str(warm_trainer.directory) if warm_trainer else "",
                         emit=emit,
                         use_bar=use_bar,
                     )
@@ -185,10 +181,3 @@ def _may_run_trials(spec: SweepSpec, sweep_dir: Path) -> bool:
     if len(trials) < spec.tune.num_samples:
         return True
     return not all(has_ended_state(t) or (t.path / STOP_FILE).exists() for t in trials)
-
-
-def _concurrent_trials(spec: SweepSpec, ray_cpus: int | None) -> int:
-    """The most trials of ``spec`` that run at once under ``ray_cpus`` (None: this machine's)."""
-    cpus = ray_cpus or os.cpu_count() or 1
-    by_cpus = max(1, int(cpus // spec.resources.cpus_per_trial))
-    return max(1, min(spec.tune.max_concurrent_trials, spec.tune.num_samples, by_cpus))

@@ -32,7 +32,6 @@ from gan_hpc import convergence as names
 from gan_hpc._logging import get_logger
 from gan_hpc.config import is_quality_metric
 from gan_hpc.files import atomic_write_json
-from gan_hpc.launchers.base import SpareTrainers
 from gan_hpc.launchers.registry import get_launcher
 from gan_hpc.sweep.directory import (
     RAY_DIR,
@@ -167,7 +166,7 @@ def build_tuner(
     callbacks: Sequence[tune.Callback],
     *,
     driver_token: str = "",
-    spares_dir: str = "",
+    warm_dir: str = "",
 ) -> tune.Tuner:
     """A fresh Tuner for this driver run of ``spec``: it adopts the unfinished trials first.
 
@@ -175,9 +174,7 @@ def build_tuner(
     directories, the Optuna study, metrics for ASHA), so nothing depends on when Tune last
     saved. Each driver run gets its own experiment directory under ``<sweep_dir>/ray``.
     """
-    context = SweepContext(
-        sweep_dir=str(sweep_dir), driver_token=driver_token, spares_dir=spares_dir
-    )
+    context = SweepContext(sweep_dir=str(sweep_dir), driver_token=driver_token, warm_dir=warm_dir)
     resources = get_launcher(spec.launcher).watcher_resources(
         spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     )
@@ -231,7 +228,7 @@ def fit(
     ended: Sequence[TrialDir],
     *,
     driver_token: str,
-    spares: SpareTrainers | None,
+    warm_dir: str,
     emit: Callable[[str], None],
     use_bar: bool,
 ) -> None:
@@ -242,16 +239,13 @@ def fit(
         sweep_dir: its directory.
         ended: the trials that ended before this driver (the live view counts them).
         driver_token: this driver run's token (``driver_epoch.json``).
-        spares: the launcher's spare trainers, topped up from Tune's loop; None: none.
+        warm_dir: where the launcher's warm trainer takes trials; "": it has none.
         emit: where the live view's lines go.
         use_bar: show the live view as a bar on stderr (a terminal), not lines through emit.
 
     """
     callbacks: list[tune.Callback] = [_progress(spec, sweep_dir, ended, emit=emit, use_bar=use_bar)]
-    if spares is not None:
-        callbacks.append(_RefillSpares(spares))
-    spares_dir = str(spares.directory) if spares is not None else ""
-    build_tuner(spec, sweep_dir, callbacks, driver_token=driver_token, spares_dir=spares_dir).fit()
+    build_tuner(spec, sweep_dir, callbacks, driver_token=driver_token, warm_dir=warm_dir).fit()
 
 
 def _progress(
@@ -313,19 +307,3 @@ def start_ray(num_cpus: int | None) -> None:
 def stop_ray() -> None:
     """Stop the local Ray runtime (its processes and the watchers in them)."""
     ray.shutdown()
-
-
-class _RefillSpares(tune.Callback):
-    """Tops up the local launcher's spare trainers from Tune's loop (the driver's main thread)."""
-
-    def __init__(self, spares: SpareTrainers) -> None:
-        self.spares: SpareTrainers | None = spares
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Tune pickles its callbacks with the experiment; the spares stay with this driver."""
-        return {"spares": None}
-
-    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        """Replace the spares the watchers took."""
-        if self.spares is not None:
-            self.spares.refill()

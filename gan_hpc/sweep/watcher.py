@@ -61,7 +61,7 @@ class SweepContext:
 
     sweep_dir: str
     driver_token: str = ""
-    spares_dir: str = ""  # where the driver's spare trainers wait (local launcher); "": none
+    warm_dir: str = ""  # where the driver's warm trainer takes trials (local launcher); "": none
 
     def spec(self) -> SweepSpec:
         """The sweep's resolved spec."""
@@ -113,7 +113,7 @@ class TrialWatcher(tune.Trainable):
             atomic_write_json(self.trial.path / PARAMS_FILE, self.params)
         self.launcher: Launcher = get_launcher(self.spec.launcher)
         self.launch_spec = launch_spec_for(
-            self.spec, driver_token=context.driver_token, spares_dir=context.spares_dir
+            self.spec, driver_token=context.driver_token, warm_dir=context.warm_dir
         )
         self.job: TrialJob | None = None
         self.reported_step = 0

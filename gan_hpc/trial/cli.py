@@ -1,6 +1,6 @@
 """The trainer's program around train_trial: ``python -m gan_hpc.trial.train``, ``gan-hpc train``.
 
-Launchers start ``python -m gan_hpc.trial.train TRIAL_DIR`` (or a warm spare, ``--warm DIR``);
+Launchers start ``python -m gan_hpc.trial.train TRIAL_DIR`` (or the warm trainer, ``--warm DIR``);
 :mod:`gan_hpc.trial.train`'s ``__main__`` hands its arguments to :func:`run_program`. Exit statuses
 are in :mod:`gan_hpc.trial_dir` (0 finished, diverged or halted, 2 bad input, 75 checkpointed
 on SIGTERM/SIGUSR1 and asking to be run again, 1 a crash).
@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from gan_hpc import spare_handover
+import torch
+
+from gan_hpc import warm_handover
 from gan_hpc._logging import configure, get_logger
 from gan_hpc.arguments import build_train_parser
 from gan_hpc.config import load_trial_config
@@ -91,50 +94,73 @@ def exit_without_teardown(status: int) -> NoReturn:
 
 
 def run_program(argv: Sequence[str]) -> int:
-    """``python -m gan_hpc.trial.train ARGS``: a warm spare for ``--warm DIR``, else one trial."""
+    """``python -m gan_hpc.trial.train ARGS``: the warm trainer (``--warm DIR``), or one trial."""
     if len(argv) == 2 and argv[0] == WARM_TRAINER_FLAG:
         return serve_warm(Path(argv[1]))
     return main(argv)
 
 
-def serve_warm(spares_dir: Path) -> int:
-    """``python -m gan_hpc.trial.train --warm DIR``: import what a trial needs, then run its trial.
+def serve_warm(directory: Path) -> int:
+    """``python -m gan_hpc.trial.train --warm DIR``: import what a trial needs, then fork trials.
 
-    A local sweep's driver starts this spare before Ray, so the trial a watcher gives it skips
-    the interpreter's start: torch, TorchDynamo (which the optimisers import on their first
-    call), TensorBoard and the end-of-trial scorers, several seconds in all. The request comes
-    through ``DIR`` (:mod:`gan_hpc.spare_handover`): the arguments, environment and log file that
-    a cold ``python -m gan_hpc.trial.train`` would get, and the watcher's pid. The spare dies with
-    that watcher, and leaves its exit status in ``DIR`` for it. A spare whose driver closes
-    ``DIR`` without giving it a trial exits.
+    A local sweep's driver starts this warm trainer before Ray, so no trial waits for the
+    interpreter's start: torch, TorchDynamo (which the optimisers import on their first call),
+    TensorBoard and the end-of-trial scorers, seconds of CPU each time. The watchers give it
+    their trials through ``DIR`` (:mod:`gan_hpc.warm_handover`): the arguments, environment and
+    log file that a cold ``python -m gan_hpc.trial.train`` would get, and the watcher's pid. It
+    forks one process per trial, records each one's pid and, once it has reaped it, its exit
+    status. It ends when the driver removes ``DIR``, or dies with the driver.
+
+    It runs no torch operation before forking: torch sizes its thread pools in the forked
+    process (``train.num_threads``), and CUDA initialises there. Should an import ever
+    initialise CUDA, it exits instead (a fork could not use it), and the trials start cold.
 
     Returns:
-        the trial's exit status, as :func:`main`'s.
+        0 once the directory is gone; 1 when it cannot fork trials.
 
     """
     _import_trial_dependencies()
-    ready_at = time.monotonic()
-    request = spare_handover.wait_for_request(spares_dir)
-    if request is None:
-        return EXIT_OK
-    waited_s = time.monotonic() - ready_at
-    spare_handover.die_with(int(request["watcher_pid"]))
-    os.environ.clear()
-    os.environ.update(request["env"])
-    # the log takes over stdout and stderr: what the trial prints lands where a cold start's
-    # would, and /proc/<pid>/fd/1 tells which trial this process trains (launch.trainer_pids)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, sys.stdout.fileno())
-    os.dup2(log, sys.stderr.fileno())
-    os.close(log)
-    configure()
-    logger.info("runs in a spare trainer (its imports were done %.1f s before)", waited_s)
-    code = EXIT_FAILED
+    if torch.cuda.is_initialized():
+        return EXIT_FAILED
+    gc.freeze()  # what the imports made is shared with every fork, never copied by the GC
+    forked: dict[int, str] = {}  # pid -> request token
+    while directory.is_dir():
+        for token, request in warm_handover.take_requests(directory):
+            pid = os.fork()
+            if pid == 0:
+                exit_without_teardown(_run_forked(request))
+            warm_handover.record_pid(directory, token, pid)
+            forked[pid] = token
+        while forked:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            warm_handover.record_exit(directory, forked.pop(pid), os.waitstatus_to_exitcode(status))
+        time.sleep(warm_handover.POLL_S)
+    return EXIT_OK
+
+
+def _run_forked(request: dict[str, Any]) -> int:
+    """In a process forked by :func:`serve_warm`: run the trial as a cold trainer would."""
     try:
-        code = main(request["argv"])
-    finally:
-        spare_handover.record_exit(spares_dir, code)
-    return code
+        warm_handover.die_with_parent()
+        warm_handover.die_with(int(request["watcher_pid"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        # the log takes over stdout and stderr: what the trial prints lands where a cold
+        # start's would, and /proc/<pid>/fd/1 tells which trial it trains (trainer_pids)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, sys.stdout.fileno())
+        os.dup2(log, sys.stderr.fileno())
+        os.close(log)
+        configure()
+        logger.info("runs in a process forked from the sweep's warm trainer")
+        return main(request["argv"])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except BaseException:  # noqa: BLE001 - a fork must never return into the warm trainer's loop
+        logger.exception("trial crashed")
+        return EXIT_FAILED
 
 
 def _import_trial_dependencies() -> None:

@@ -93,10 +93,9 @@ def test_local_sweep_end_to_end(tmp_path: Path) -> None:
         config = trial.read_config()
         assert trial.read_metrics() and list(trial.tensorboard.glob("events.*"))
         assert config.data.synthetic.num_points == 64
-    # the driver's spares took the first trials (they imported while Ray started), and the
-    # spares started as those began took the next ones
+    # every trial is a fork of the driver's warm trainer, which imported while Ray started
     logs = {tid: (t.logs / "rank-0.log").read_text() for tid, t in trials.items()}
-    assert all("runs in a spare trainer" in log for log in logs.values()), logs
+    assert all("forked from the sweep's warm trainer" in log for log in logs.values()), logs
 
     by_activation = {tid: t.read_config().model.output_activation for tid, t in trials.items()}
     bad = [tid for tid, act in by_activation.items() if act == "sigmoid"]

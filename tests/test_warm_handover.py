@@ -1,0 +1,52 @@
+"""The hand-over of a trial to the warm trainer through its directory (the files alone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gan_hpc import warm_handover
+from gan_hpc.launchers.local import run_warm
+
+REQUEST = {"argv": ["trials/trial_0000"], "env": {}, "log": "rank-0.log", "watcher_pid": 1}
+
+
+def test_the_warm_trainer_takes_each_request_once(tmp_path: Path) -> None:
+    first = warm_handover.submit(tmp_path, REQUEST)
+    second = warm_handover.submit(tmp_path, {**REQUEST, "argv": ["trials/trial_0001"]})
+    assert first != second
+    taken = warm_handover.take_requests(tmp_path)
+    assert sorted(taken) == sorted(
+        [(first, REQUEST), (second, {**REQUEST, "argv": ["trials/trial_0001"]})]
+    )
+    assert warm_handover.take_requests(tmp_path) == []  # renamed to .taken: never twice
+    assert not warm_handover.withdraw(tmp_path, first)  # too late to take it back
+
+
+def test_a_withdrawn_request_is_never_taken(tmp_path: Path) -> None:
+    token = warm_handover.submit(tmp_path, REQUEST)
+    assert warm_handover.withdraw(tmp_path, token)
+    assert warm_handover.take_requests(tmp_path) == []
+
+
+def test_the_fork_and_its_exit_status_are_recorded_per_request(tmp_path: Path) -> None:
+    token = warm_handover.submit(tmp_path, REQUEST)
+    assert warm_handover.read_pid(tmp_path, token) is None
+    warm_handover.record_pid(tmp_path, token, 4242)
+    assert warm_handover.read_pid(tmp_path, token) == 4242
+    assert warm_handover.read_exit(tmp_path, token) is None  # still running
+    warm_handover.record_exit(tmp_path, token, 75)
+    assert warm_handover.read_exit(tmp_path, token) == 75
+    warm_handover.record_exit(tmp_path / "gone", token, 0)  # a closed directory: no error
+
+
+def test_a_recycled_pid_is_never_taken_for_the_warm_trainer(tmp_path: Path) -> None:
+    # the warm trainer died and its pid now names another process (here: this test's)
+    warm_handover.advertise(tmp_path, os.getpid())
+    assert run_warm(tmp_path, REQUEST) is None
+    assert list(tmp_path.glob("*.request")) == []  # nothing was left for it
+
+
+def test_without_a_warm_trainer_the_rank_starts_cold(tmp_path: Path) -> None:
+    assert run_warm(tmp_path, REQUEST) is None
+    assert run_warm(tmp_path / "gone", REQUEST) is None
