@@ -119,10 +119,16 @@ def read_exit(directory: Path, token: str) -> int | None:
         return None
 
 
-def die_with_parent() -> None:
-    """In a forked process: SIGKILL when the warm trainer that forked it ends (Linux)."""
+def die_with_parent(parent: int) -> None:
+    """In a forked process: SIGKILL when the warm trainer ``parent`` that forked it ends (Linux).
+
+    A parent that ended before the request took effect already left the process an orphan:
+    it ends now.
+    """
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def die_with(pid: int) -> None:

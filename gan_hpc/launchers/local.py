@@ -156,8 +156,11 @@ def run_warm(directory: Path, request: dict[str, object]) -> ForkedTrial | None:
     token = warm_handover.submit(directory, request)
     deadline = time.monotonic() + WARM_START_TIMEOUT_S
     while (pid := warm_handover.read_pid(directory, token)) is None:
-        gone = _has_exited(server_fd) or time.monotonic() > deadline
-        if gone and warm_handover.withdraw(directory, token):
+        died = _has_exited(server_fd)
+        # a request it took is forked soon, unless it died: its fork then died with it
+        if (died or time.monotonic() > deadline) and (
+            warm_handover.withdraw(directory, token) or died
+        ):
             logger.warning("the warm trainer %d did not take a trial; starting it cold", server)
             os.close(server_fd)
             return None

@@ -124,11 +124,12 @@ def serve_warm(directory: Path) -> int:
         return EXIT_FAILED
     gc.freeze()  # what the imports made is shared with every fork, never copied by the GC
     forked: dict[int, str] = {}  # pid -> request token
+    warm_pid = os.getpid()
     while directory.is_dir():
         for token, request in warm_handover.take_requests(directory):
             pid = os.fork()
             if pid == 0:
-                exit_without_teardown(_run_forked(request))
+                exit_without_teardown(_run_forked(request, parent=warm_pid))
             warm_handover.record_pid(directory, token, pid)
             forked[pid] = token
         while forked:
@@ -140,10 +141,10 @@ def serve_warm(directory: Path) -> int:
     return EXIT_OK
 
 
-def _run_forked(request: dict[str, Any]) -> int:
+def _run_forked(request: dict[str, Any], *, parent: int) -> int:
     """In a process forked by :func:`serve_warm`: run the trial as a cold trainer would."""
     try:
-        warm_handover.die_with_parent()
+        warm_handover.die_with_parent(parent)
         warm_handover.die_with(int(request["watcher_pid"]))
         os.environ.clear()
         os.environ.update(request["env"])
