@@ -122,7 +122,7 @@ class TrialWatcher(tune.Trainable):
         self._epoch_checked_at = time.monotonic()
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
-        """Watch another trial in this actor (``reuse_actors``): its warm trainers carry over."""
+        """Watch another trial in this actor (``reuse_actors``): no actor start per trial."""
         self.cleanup()  # Tune skips stop() for an actor it reuses: the old job still ends here
         # this class's own setup: with_parameters' subclass would fetch the context again
         TrialWatcher.setup(self, new_config, self.context)
