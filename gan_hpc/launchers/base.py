@@ -135,6 +135,8 @@ class Launcher(abc.ABC):
     # CPUs a trial's Tune watcher holds; None: the trial's resources (its ranks run there)
     watcher_cpus: ClassVar[float | None] = None
     has_driver_job: ClassVar[bool] = False  # True: `sweep submit` can queue the driver
+    # how often a watcher looks at its trial's files and job: each look is a few file reads
+    poll_interval_s: ClassVar[float] = 0.5
 
     def warm_trainer(
         self, spec: LaunchSpec, num_threads: int | None

@@ -231,6 +231,8 @@ class LocalLauncher(Launcher):
     """Runs each rank as a subprocess on this machine (gloo over 127.0.0.1 on CPU)."""
 
     name = "local"
+    # a look is a read of local files: the next trial starts within 0.1 s of the last one's end
+    poll_interval_s = 0.1
 
     @contextlib.contextmanager
     def warm_trainer(self, spec: LaunchSpec, num_threads: int | None) -> Iterator[LocalWarmTrainer]:

@@ -51,7 +51,6 @@ logger = get_logger(__name__)
 POINTER_FILE = "progress.json"
 PARAMS_FILE = "params.json"
 TRIAL_KEY = "gan_hpc_trial"  # a Tune trial's config: the trial directory's name
-POLL_INTERVAL_S = 0.5
 EPOCH_CHECK_S = 2.0  # how often a watcher checks that its driver is still the current one
 
 
@@ -144,7 +143,7 @@ class TrialWatcher(tune.Trainable):
                 if time.monotonic() - self._epoch_checked_at > EPOCH_CHECK_S:
                     self._epoch_checked_at = time.monotonic()
                     self._check_current()
-                time.sleep(POLL_INTERVAL_S)
+                time.sleep(self.launcher.poll_interval_s)
                 continue
             record = self._next_record()  # the last lines may land just before exit
             if record is not None:
