@@ -13,19 +13,21 @@ directory only this user can write (``tempfile.mkdtemp``), in small JSON files:
     written by a watcher under a token of its own. The warm trainer renames it to
     ``<token>.taken`` before it forks, so it runs each request once.
 ``<token>.pid``
-    ``{"pid": N}``: the forked process, written by the warm trainer once it exists.
+    ``{"pid": N}``: the forked process, written by that process first thing.
 ``<token>.exit``
-    ``{"code": N}``: that process's exit status as the warm trainer reaped it (``-9``: killed).
+    ``{"code": N}``: that process's exit status, written by the process as it ends, then by the
+    warm trainer as it reaps it (``-9``: killed).
 
-The forked process dies with the warm trainer and with the watcher that gave it the trial, as a
-rank started by the watcher itself would (:func:`die_with`). This module is cheap to import:
-the trainer, the launcher and the driver all use it.
+The forked process dies with the watcher that gave it the trial, as a rank started by the
+watcher itself would (:func:`die_with`), and only then: were it to die with the warm trainer
+(itself the driver's child), a killed driver's watchers could see their trials end before they
+end themselves, and count the end as a crash. This module is cheap to import: the trainer,
+the launcher and the driver all use it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -38,7 +40,6 @@ from typing import Any
 SERVER_FILE = "server.json"
 REQUEST, TAKEN, PID, EXIT = ".request", ".taken", ".pid", ".exit"
 POLL_S = 0.05  # how often the warm trainer looks for requests, and a watcher for its process
-_PR_SET_PDEATHSIG = 1
 
 
 def token_file(directory: Path, token: str, kind: str) -> Path:
@@ -53,10 +54,7 @@ def advertise(directory: Path, pid: int) -> None:
 
 def server_pid(directory: Path) -> int | None:
     """The warm trainer's pid; None when the directory has none (or is gone)."""
-    try:
-        return int(json.loads((directory / SERVER_FILE).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return _read_int(directory / SERVER_FILE, "pid")
 
 
 def submit(directory: Path, request: dict[str, Any]) -> str:
@@ -90,20 +88,17 @@ def take_requests(directory: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def record_pid(directory: Path, token: str, pid: int) -> None:
-    """In the warm trainer: name the process forked for ``token``."""
+    """In the forked process: name itself as the one forked for ``token``."""
     _write(token_file(directory, token, PID), {"pid": pid})
 
 
 def read_pid(directory: Path, token: str) -> int | None:
     """The process forked for ``token``; None until it exists."""
-    try:
-        return int(json.loads(token_file(directory, token, PID).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return _read_int(token_file(directory, token, PID), "pid")
 
 
 def record_exit(directory: Path, token: str, code: int) -> None:
-    """In the warm trainer: the exit status of the process it forked for ``token``.
+    """The exit status of the process forked for ``token`` (by it, or the warm trainer).
 
     A driver that already removed the directory has no watcher left to read it.
     """
@@ -113,22 +108,7 @@ def record_exit(directory: Path, token: str, code: int) -> None:
 
 def read_exit(directory: Path, token: str) -> int | None:
     """The exit status of the process forked for ``token``; None while it runs."""
-    try:
-        return int(json.loads(token_file(directory, token, EXIT).read_text())["code"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def die_with_parent(parent: int) -> None:
-    """In a forked process: SIGKILL when the warm trainer ``parent`` that forked it ends (Linux).
-
-    A parent that ended before the request took effect already left the process an orphan:
-    it ends now.
-    """
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGKILL)
+    return _read_int(token_file(directory, token, EXIT), "code")
 
 
 def die_with(pid: int) -> None:
@@ -148,6 +128,14 @@ def die_with(pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=wait_then_die, name="die-with-watcher", daemon=True).start()
+
+
+def _read_int(path: Path, key: str) -> int | None:
+    """The integer ``key`` of the JSON file ``path``; None when there is none yet."""
+    try:
+        return int(json.loads(path.read_text())[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:

@@ -194,6 +194,35 @@ def test_a_forked_trial_dies_with_the_watcher_that_gave_it(tmp_path: Path) -> No
         warm.close()
 
 
+def test_a_forked_trial_outlives_its_warm_trainer_and_reports_its_own_exit(
+    tmp_path: Path,
+) -> None:
+    """A killed driver takes its warm trainer at once: its trials end with their watchers only.
+
+    Were they to die with the warm trainer, the killed driver's watchers, which outlive it by a
+    moment, would count their trials' deaths as crashes and spend their retries.
+    """
+    trial = _trial(tmp_path)
+    trial.logs.mkdir()
+    warm = LocalWarmTrainer(threads=1)
+    try:
+        request = {
+            "argv": [str(trial.path)],
+            "env": {**os.environ, "OMP_NUM_THREADS": "1"},
+            "log": str(trial.logs / "rank-0.log"),
+            "watcher_pid": os.getpid(),
+        }
+        rank = run_warm(warm.directory, request)
+        assert rank is not None
+        _wait(lambda: bool(trainer_pids([trial])), timeout_s=60)
+        warm.process.kill()
+        warm.process.wait()
+        assert rank.wait() == 0  # the status the trial left itself
+        assert json.loads(trial.result_path.read_text())["state"] == "finished"
+    finally:
+        warm.close()
+
+
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 

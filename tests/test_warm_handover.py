@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 from gan_hpc import warm_handover
@@ -51,12 +50,3 @@ def test_a_recycled_pid_is_never_taken_for_the_warm_trainer(tmp_path: Path) -> N
 def test_without_a_warm_trainer_the_rank_starts_cold(tmp_path: Path) -> None:
     assert run_warm(tmp_path, REQUEST) is None
     assert run_warm(tmp_path / "gone", REQUEST) is None
-
-
-def test_a_fork_whose_warm_trainer_died_before_it_could_ask_to_die_with_it_ends_at_once() -> None:
-    pid = os.fork()
-    if pid == 0:  # as if the warm trainer (here: pid 1's child) had died right after the fork
-        warm_handover.die_with_parent(parent=1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL

@@ -169,3 +169,15 @@ def test_a_nan_metric_reaches_tune_as_nan_not_as_a_missing_key(tmp_path: Path) -
     result = tune_result({**record, "note": "text is left out"})
     assert math.isnan(result["quality/tabular_score"]) and result["d_loss_gap"] == 0.25
     assert result["step"] == 10 and "note" not in result
+
+
+def test_a_watcher_whose_driver_died_is_no_longer_current(tmp_path: Path) -> None:
+    # a killed driver's watchers outlive it by a moment: they must start and judge nothing
+    (tmp_path / "driver_epoch.json").write_text('{"token": "t"}')
+    driver = subprocess.Popen(["sleep", "300"])
+    context = SweepContext(sweep_dir=str(tmp_path), driver_token="t", driver_pid=driver.pid)
+    assert context.is_current() and not context.driver_has_exited()
+    driver.kill()
+    driver.wait()
+    assert context.driver_has_exited() and not context.is_current()
+    assert SweepContext(sweep_dir=str(tmp_path), driver_token="t").is_current()  # pid not known

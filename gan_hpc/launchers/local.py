@@ -41,7 +41,8 @@ STDERR_TAIL_LINES = 20
 LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
 
 
-WARM_START_TIMEOUT_S = 300.0  # how long a watcher waits for the warm trainer to fork its trial
+WARM_START_TIMEOUT_S = 300.0  # how long a watcher waits for the warm trainer to take its trial
+FORK_NAMES_ITSELF_S = 10.0  # a fork names itself this soon, even if its warm trainer just died
 
 
 def warm_trainer_command(directory: Path) -> list[str]:
@@ -56,7 +57,7 @@ class LocalWarmTrainer(WarmTrainer):
     The warm trainer imports them once, beside Ray's and Tune's start, then forks one process
     per trial a watcher gives it (:mod:`gan_hpc.warm_handover`): no trial waits for the
     imports, and no import competes with a running trial. It is a child of the driver's main
-    thread (``PR_SET_PDEATHSIG``); each forked trial dies with it and with its watcher.
+    thread (``PR_SET_PDEATHSIG``); each forked trial dies with its watcher.
     """
 
     def __init__(self, threads: int) -> None:
@@ -86,8 +87,8 @@ class ForkedTrial:
     """A rank forked by the warm trainer: the few ``Popen`` calls a job makes of it.
 
     Not this process's child: it and the warm trainer are watched through pidfds (never a
-    recycled pid), and its exit status is the one the warm trainer recorded when it reaped it;
-    -9 when the warm trainer died too and recorded none.
+    recycled pid), and its exit status is the one recorded as it ended (by itself, then by the
+    warm trainer as it reaped it); -9 when it was killed and the warm trainer is gone.
     """
 
     def __init__(self, directory: Path, token: str, pid: int, server_fd: int) -> None:
@@ -155,11 +156,15 @@ def run_warm(directory: Path, request: dict[str, object]) -> ForkedTrial | None:
         return None
     token = warm_handover.submit(directory, request)
     deadline = time.monotonic() + WARM_START_TIMEOUT_S
+    died_at: float | None = None
     while (pid := warm_handover.read_pid(directory, token)) is None:
-        died = _has_exited(server_fd)
-        # a request it took is forked soon, unless it died: its fork then died with it
-        if (died or time.monotonic() > deadline) and (
-            warm_handover.withdraw(directory, token) or died
+        if died_at is None and _has_exited(server_fd):
+            died_at = time.monotonic()
+        late = died_at is not None or time.monotonic() > deadline
+        # a request it took is forked, and the fork names itself at once, unless the warm
+        # trainer died before forking: only then may the rank start cold
+        if (late and warm_handover.withdraw(directory, token)) or (
+            died_at is not None and time.monotonic() - died_at > FORK_NAMES_ITSELF_S
         ):
             logger.warning("the warm trainer %d did not take a trial; starting it cold", server)
             os.close(server_fd)

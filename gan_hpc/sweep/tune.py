@@ -174,7 +174,12 @@ def build_tuner(
     directories, the Optuna study, metrics for ASHA), so nothing depends on when Tune last
     saved. Each driver run gets its own experiment directory under ``<sweep_dir>/ray``.
     """
-    context = SweepContext(sweep_dir=str(sweep_dir), driver_token=driver_token, warm_dir=warm_dir)
+    context = SweepContext(
+        sweep_dir=str(sweep_dir),
+        driver_token=driver_token,
+        driver_pid=os.getpid(),  # build_tuner runs in the driver
+        warm_dir=warm_dir,
+    )
     resources = get_launcher(spec.launcher).watcher_resources(
         spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     )

@@ -9,6 +9,8 @@ matplotlib and no Optuna (a test checks it). The searcher is in
 from __future__ import annotations
 
 import math
+import os
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ logger = get_logger(__name__)
 POINTER_FILE = "progress.json"
 PARAMS_FILE = "params.json"
 TRIAL_KEY = "gan_hpc_trial"  # a Tune trial's config: the trial directory's name
+_DRIVER_PIDFDS: dict[int, int] = {}  # driver pid -> a pidfd on it, one per watcher process
 EPOCH_CHECK_S = 2.0  # how often a watcher checks that its driver is still the current one
 
 
@@ -60,6 +63,7 @@ class SweepContext:
 
     sweep_dir: str
     driver_token: str = ""
+    driver_pid: int = 0  # the driver process (same host as its watchers); 0: not known
     warm_dir: str = ""  # where the driver's warm trainer takes trials (local launcher); "": none
 
     def spec(self) -> SweepSpec:
@@ -67,16 +71,36 @@ class SweepContext:
         return read_spec(Path(self.sweep_dir))
 
     def is_current(self) -> bool:
-        """True while this context's driver is the sweep's current one."""
+        """True while this context's driver lives and is the sweep's current one."""
+        if self.driver_has_exited():
+            return False
         try:
             token = read_json(Path(self.sweep_dir) / DRIVER_EPOCH_FILE).get("token")
         except (GanHpcError, FileNotFoundError):
             return True
         return token == self.driver_token
 
+    def driver_has_exited(self) -> bool:
+        """True once the driver process of this context has exited.
+
+        A killed driver's watchers outlive it by a moment, until Ray's reaper ends them, and
+        the same reaper signals the trials' ranks: in that moment a watcher must not take its
+        trial's end for a crash, nor start it again. Watched through a pidfd (opened at the
+        first look, while the driver runs Tune), never a recycled pid.
+        """
+        if self.driver_pid <= 0:
+            return False
+        pidfd = _DRIVER_PIDFDS.get(self.driver_pid)
+        if pidfd is None:
+            try:
+                pidfd = _DRIVER_PIDFDS[self.driver_pid] = os.pidfd_open(self.driver_pid)
+            except ProcessLookupError:
+                return True
+        return bool(select.select([pidfd], [], [], 0)[0])
+
 
 class Superseded(SweepError):
-    """A newer driver runs this sweep: a leftover watcher must not touch the trial's job."""
+    """Its driver died or a newer one runs the sweep: a watcher must not touch the trial's job."""
 
 
 class TrialWatcher(tune.Trainable):
@@ -158,10 +182,10 @@ class TrialWatcher(tune.Trainable):
             self.job = self.launcher.start(self.trial, self.launch_spec)
 
     def _check_current(self) -> None:
-        """Raise :class:`Superseded` when a newer driver runs the sweep."""
+        """Raise :class:`Superseded` when the driver died or a newer one runs the sweep."""
         if not self.context.is_current():
-            self.job = None  # the new driver owns the job: never cancel it from here
-            raise Superseded(f"trial {self.trial.path.name}: a newer driver runs this sweep")
+            self.job = None  # the next driver owns the job: never cancel it from here
+            raise Superseded(f"trial {self.trial.path.name}: its driver is gone or superseded")
 
     def _ended_as(self, code: int) -> str | None:
         """The trial's final state after its job ended with ``code``; None: run it again."""

@@ -109,7 +109,8 @@ def serve_warm(directory: Path) -> int:
     their trials through ``DIR`` (:mod:`gan_hpc.warm_handover`): the arguments, environment and
     log file that a cold ``python -m gan_hpc.trial.train`` would get, and the watcher's pid. It
     forks one process per trial, records each one's pid and, once it has reaped it, its exit
-    status. It ends when the driver removes ``DIR``, or dies with the driver.
+    status. It ends when the driver removes ``DIR``, or dies with the driver; a forked trial
+    lives on until it ends or its watcher does (see :mod:`gan_hpc.warm_handover`).
 
     It runs no torch operation before forking: torch sizes its thread pools in the forked
     process (``train.num_threads``), and CUDA initialises there. Should an import ever
@@ -124,13 +125,14 @@ def serve_warm(directory: Path) -> int:
         return EXIT_FAILED
     gc.freeze()  # what the imports made is shared with every fork, never copied by the GC
     forked: dict[int, str] = {}  # pid -> request token
-    warm_pid = os.getpid()
     while directory.is_dir():
         for token, request in warm_handover.take_requests(directory):
             pid = os.fork()
-            if pid == 0:
-                exit_without_teardown(_run_forked(request, parent=warm_pid))
-            warm_handover.record_pid(directory, token, pid)
+            if pid == 0:  # the fork names itself: were the warm trainer to die now, it still runs
+                warm_handover.record_pid(directory, token, os.getpid())
+                code = _run_forked(request)
+                warm_handover.record_exit(directory, token, code)
+                exit_without_teardown(code)
             forked[pid] = token
         while forked:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -141,10 +143,9 @@ def serve_warm(directory: Path) -> int:
     return EXIT_OK
 
 
-def _run_forked(request: dict[str, Any], *, parent: int) -> int:
+def _run_forked(request: dict[str, Any]) -> int:
     """In a process forked by :func:`serve_warm`: run the trial as a cold trainer would."""
     try:
-        warm_handover.die_with_parent(parent)
         warm_handover.die_with(int(request["watcher_pid"]))
         os.environ.clear()
         os.environ.update(request["env"])
