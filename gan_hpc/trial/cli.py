@@ -128,11 +128,8 @@ def serve_warm(directory: Path) -> int:
     while directory.is_dir():
         for token, request in warm_handover.take_requests(directory):
             pid = os.fork()
-            if pid == 0:  # the fork names itself: were the warm trainer to die now, it still runs
-                warm_handover.record_pid(directory, token, os.getpid())
-                code = _run_forked(request)
-                warm_handover.record_exit(directory, token, code)
-                exit_without_teardown(code)
+            if pid == 0:  # never returns into this loop, whatever happens in the trial
+                exit_without_teardown(_run_forked(directory, token, request))
             forked[pid] = token
         while forked:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -143,9 +140,15 @@ def serve_warm(directory: Path) -> int:
     return EXIT_OK
 
 
-def _run_forked(request: dict[str, Any]) -> int:
-    """In a process forked by :func:`serve_warm`: run the trial as a cold trainer would."""
+def _run_forked(directory: Path, token: str, request: dict[str, Any]) -> int:
+    """In a process forked by :func:`serve_warm`: run the trial as a cold trainer would.
+
+    The fork names itself first (were the warm trainer to die now, the trial still runs), and
+    records its own exit status last.
+    """
+    code = EXIT_FAILED
     try:
+        warm_handover.record_pid(directory, token, os.getpid())
         warm_handover.die_with(int(request["watcher_pid"]))
         os.environ.clear()
         os.environ.update(request["env"])
@@ -157,12 +160,14 @@ def _run_forked(request: dict[str, Any]) -> int:
         os.close(log)
         configure()
         logger.info("runs in a process forked from the sweep's warm trainer")
-        return main(request["argv"])
+        code = main(request["argv"])
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
     except BaseException:  # noqa: BLE001 - a fork must never return into the warm trainer's loop
         logger.exception("trial crashed")
-        return EXIT_FAILED
+    with contextlib.suppress(OSError):
+        warm_handover.record_exit(directory, token, code)
+    return code
 
 
 def _import_trial_dependencies() -> None:
