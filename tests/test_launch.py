@@ -175,13 +175,7 @@ def test_a_forked_trial_dies_with_the_watcher_that_gave_it(tmp_path: Path) -> No
     watcher = subprocess.Popen(["sleep", "300"])
     warm = LocalWarmTrainer(threads=1)
     try:
-        request = {
-            "argv": [str(trial.path)],
-            "env": {**os.environ, "OMP_NUM_THREADS": "1"},
-            "log": str(trial.logs / "rank-0.log"),
-            "watcher_pid": watcher.pid,
-        }
-        rank = run_warm(warm.directory, request)
+        rank = run_warm(warm.directory, _request(trial, watcher_pid=watcher.pid))
         assert rank is not None and rank.poll() is None
         _wait(lambda: bool(trainer_pids([trial])), timeout_s=60)
         watcher.kill()
@@ -206,13 +200,7 @@ def test_a_forked_trial_outlives_its_warm_trainer_and_reports_its_own_exit(
     trial.logs.mkdir()
     warm = LocalWarmTrainer(threads=1)
     try:
-        request = {
-            "argv": [str(trial.path)],
-            "env": {**os.environ, "OMP_NUM_THREADS": "1"},
-            "log": str(trial.logs / "rank-0.log"),
-            "watcher_pid": os.getpid(),
-        }
-        rank = run_warm(warm.directory, request)
+        rank = run_warm(warm.directory, _request(trial, watcher_pid=os.getpid()))
         assert rank is not None
         _wait(lambda: bool(trainer_pids([trial])), timeout_s=60)
         warm.process.kill()
@@ -221,6 +209,16 @@ def test_a_forked_trial_outlives_its_warm_trainer_and_reports_its_own_exit(
         assert json.loads(trial.result_path.read_text())["state"] == "finished"
     finally:
         warm.close()
+
+
+def _request(trial: TrialDir, *, watcher_pid: int) -> dict[str, object]:
+    """What a watcher gives the warm trainer for rank 0 of ``trial``, on one thread."""
+    return {
+        "argv": [str(trial.path)],
+        "env": {**os.environ, "OMP_NUM_THREADS": "1"},
+        "log": str(trial.logs / "rank-0.log"),
+        "watcher_pid": watcher_pid,
+    }
 
 
 def _parent(pid: int) -> int:
