@@ -322,14 +322,10 @@ def trainer_pids(trials: Sequence[TrialDir]) -> dict[int, Path]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+        args = _command(int(entry.name))
+        if len(args) < 3 or args[:2] != ["-m", "gan_hpc.trial.train"]:
             continue
-        args = [a.decode(errors="replace") for a in argv if a]
-        if len(args) < 4 or args[1:3] != ["-m", "gan_hpc.trial.train"]:
-            continue
-        trial = args[3]
+        trial = args[2]
         if trial == WARM_TRAINER_FLAG:
             try:
                 trial = str(Path(os.readlink(entry / "fd" / "1")).parent.parent)
