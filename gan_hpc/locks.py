@@ -6,6 +6,8 @@ is dead (same host, pid gone) or silent (no heartbeat for ``stale_after_s``) is 
 exactly one racer, and the holder it was taken from notices at its next heartbeat.
 ``TrialLock`` is an ``flock`` on a file in the trial directory, released by the kernel when the
 holding process dies; a new trainer waits for an old one that is still shutting down.
+:func:`update_lock` is an ``flock`` held for one read-change-write of a small file that several
+processes change (a trial's ``status.json``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -403,3 +406,18 @@ class TrialLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def update_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the block.
+
+    For a read-change-write that others make too: without it, one process's change is lost
+    when another reads before it writes and writes after. Held for milliseconds, so it blocks.
+    """
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

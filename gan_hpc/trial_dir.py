@@ -4,7 +4,8 @@ Everything a trial is lives here, so any process can pick it up::
 
     <trial_dir>/config.json        the full TrialConfig, written before launch, never changed
     <trial_dir>/metrics.jsonl      append-only, one record per evaluation, rank 0, fsynced
-    <trial_dir>/status.json        state, job id, restart count, last step (atomic writes)
+    <trial_dir>/status.json        state, job id, restart count, last step (atomic writes,
+                                   each change made under an flock on status.lock)
     <trial_dir>/result.json        how it ended: best and last records (held-out quality), flags
     <trial_dir>/data.json          the fitted data transform, schema and dataset hash (JSON)
     <trial_dir>/checkpoints/       step-<N>.pt (newest K) and best.pt, atomic writes
@@ -33,6 +34,7 @@ from gan_hpc.files import (
     read_json,
     read_jsonl,
 )
+from gan_hpc.locks import update_lock
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ METRICS_KEY = STEP  # every metrics.jsonl record has its step, epoch and wall ti
 EPOCH_KEY = EPOCH
 WALL_TIME_KEY = WALL_TIME_S
 STATUS_FILE = "status.json"
+STATUS_LOCK_FILE = "status.lock"  # held while one process reads, changes and writes status.json
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
 TRAIN_LOCK_FILE = "train.lock"  # held by the running trainer's rank 0
@@ -406,10 +409,21 @@ class TrialDir:
             self.status_path, dataclasses.replace(status, updated_at=time.time()).to_dict()
         )
 
-    def update_status(self, **changes: Any) -> TrialStatus:
-        """Read, change some fields, write back; returns the new status."""
-        status = dataclasses.replace(self.read_status(), **changes)
-        self.write_status(status)
+    def update_status(self, *, add: Mapping[str, int] | None = None, **changes: Any) -> TrialStatus:
+        """Read, set the fields ``changes`` and increase the counts ``add``, write back.
+
+        The trainer, its launcher and its watcher all change ``status.json``, in three
+        processes: under the status lock, none overwrites a change another made meanwhile.
+
+        Returns:
+            the new status.
+
+        """
+        with update_lock(self.path / STATUS_LOCK_FILE):
+            status = self.read_status()
+            counts = {name: getattr(status, name) + n for name, n in (add or {}).items()}
+            status = dataclasses.replace(status, **changes, **counts)
+            self.write_status(status)
         return status
 
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -51,6 +53,24 @@ def test_a_good_status_reads_back(tmp_path: Path) -> None:
     trial.update_status(state="running", step=5, job_id="12", updated_at=3)
     status = trial.read_status()
     assert (status.state, status.step, status.job_id) == ("running", 5, "12")
+
+
+def test_status_changes_made_at_once_in_three_processes_are_all_kept(tmp_path: Path) -> None:
+    """The trainer, its launcher and its watcher each change status.json; none loses another's."""
+    trial = TrialDir(tmp_path)
+    changer = f"""
+import sys
+from gan_hpc.trial_dir import TrialDir
+trial = TrialDir({str(tmp_path)!r})
+for n in range(150):
+    trial.update_status(job_id=f"{{sys.argv[1]}}:{{n}}", add={{sys.argv[1]: 1}})
+"""
+    counts = ("resumes", "restart_count", "steps_repeated")
+    changers = [subprocess.Popen([sys.executable, "-c", changer, name]) for name in counts]
+    assert [changer.wait(timeout=120) for changer in changers] == [0, 0, 0]
+    status = trial.read_status()
+    assert (status.resumes, status.restart_count, status.steps_repeated) == (150, 150, 150)
+    assert status.job_id.endswith(":149")
 
 
 def test_train_on_a_trial_with_a_bad_status_is_one_line(

@@ -252,6 +252,7 @@ class LocalLauncher(Launcher):
         """Start ``spec.world_size`` ranks with the torchrun environment contract."""
         stop_leftover_trainers([trial])  # a killed driver's ranks may still be exiting
         trial.logs.mkdir(parents=True, exist_ok=True)
+        trial.update_status(state="running")  # now: once a rank runs, it writes the state
         port = free_port()
         threads = trial_threads(trial, int(spec.cpus_per_trial // spec.world_size))
         processes: list[Rank] = []
@@ -292,7 +293,7 @@ class LocalLauncher(Launcher):
                     )
             logs.append(log_path)
         job = LocalJob(processes, logs)
-        trial.update_status(state="running", job_id=job.job_id)
+        trial.update_status(job_id=job.job_id)
         logger.debug("started %s for %s", job.job_id, trial.path)
         return job
 

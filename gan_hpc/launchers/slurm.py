@@ -401,13 +401,14 @@ class SlurmLauncher(Launcher):
         task = TrialTask(
             trial_dir=str(trial.path.resolve()), max_requeues=slurm_settings(spec).max_requeues
         )
+        trial.update_status(state="pending")  # now: once the job runs, it writes the state
         try:
             with outside_any_job():
                 job = executor.submit(task)
         except FailedJobError as exc:
             message = sbatch_message(str(exc), "the trial job")
             raise LaunchError(f"{trial.path}: {message}") from None
-        trial.update_status(state="pending", job_id=str(job.job_id))
+        trial.update_status(job_id=str(job.job_id))
         logger.info("submitted slurm job %s for %s", job.job_id, trial.path)
         return _watched(job, trial, spec)
 

@@ -280,8 +280,7 @@ def after_job_end(
     update_launch(trial, retries=record.retries + 1, retried_job=job_id)
     why = {EXIT_REQUEUE: "stopped with a checkpoint", EXIT_LOST: "was lost by the scheduler"}
     reason = f"job {job_id} {why.get(code, f'exited {code}')}"
-    status = trial.read_status()
-    trial.update_status(restart_count=status.restart_count + 1, message=f"restarted: {reason}")
+    trial.update_status(add={"restart_count": 1}, message=f"restarted: {reason}")
     logger.warning(
         "trial %s: %s; running it again from its checkpoint (retry %d/%d)",
         trial.path.name,

@@ -120,11 +120,8 @@ class TrialWriter:
             return
         recorded = [int(r.get(names.STEP, 0)) for r in self.trial.read_metrics()]
         repeated = max(max(recorded, default=0) - step, 0)
-        status = self.trial.read_status()
         self.trial.update_status(
-            resumes=status.resumes + 1,
-            resumed_from_step=step,
-            steps_repeated=status.steps_repeated + repeated,
+            resumed_from_step=step, add={"resumes": 1, "steps_repeated": repeated}
         )
 
     def record_evaluation(
