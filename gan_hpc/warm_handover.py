@@ -18,8 +18,8 @@ directory only this user can write (``tempfile.mkdtemp``), in small JSON files:
     ``{"code": N}``: that process's exit status, written by the process as it ends, then by the
     warm trainer as it reaps it (``-9``: killed).
 
-The forked process dies with the watcher that gave it the trial, as a rank started by the
-watcher itself would (:func:`die_with`), and only then: were it to die with the warm trainer
+The forked process stops with the watcher that gave it the trial, as a rank started by the
+watcher itself would (:func:`stop_with`), and only then: were it to die with the warm trainer
 (itself the driver's child), a killed driver's watchers could see their trials end before they
 end themselves, and count the end as a crash. This module is cheap to import: the trainer,
 the launcher and the driver all use it.
@@ -33,6 +33,7 @@ import os
 import select
 import signal
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 SERVER_FILE = "server.json"
 REQUEST, TAKEN, PID, EXIT = ".request", ".taken", ".pid", ".exit"
 POLL_S = 0.05  # how often the warm trainer looks for requests, and a watcher for its process
+ORPHAN_GRACE_S = 10.0  # a fork whose watcher died gets this long to checkpoint on SIGTERM
 
 
 def token_file(directory: Path, token: str, kind: str) -> Path:
@@ -111,11 +113,14 @@ def read_exit(directory: Path, token: str) -> int | None:
     return _read_int(token_file(directory, token, EXIT), "code")
 
 
-def die_with(pid: int) -> None:
-    """In a forked process: SIGKILL this process when process ``pid`` (its watcher) ends.
+def stop_with(pid: int, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """In a forked process: stop this process when process ``pid`` (its watcher) ends.
 
-    The counterpart of ``PR_SET_PDEATHSIG`` for a process that is not our parent: a daemon
-    thread waits on the watcher's pidfd.
+    SIGTERM first (the trainer checkpoints at its next step and exits), then SIGKILL after
+    ``grace_s``: what a killed driver's own ranks get from Ray, which signals the driver's
+    process group as the driver dies. The warm trainer, started before Ray, is not in that
+    group. The counterpart of ``PR_SET_PDEATHSIG`` for a process that is not our parent: a
+    daemon thread waits on the watcher's pidfd.
     """
     try:
         watcher = os.pidfd_open(pid)
@@ -123,11 +128,13 @@ def die_with(pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         return
 
-    def wait_then_die() -> None:
+    def wait_then_stop() -> None:
         select.select([watcher], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    threading.Thread(target=wait_then_die, name="die-with-watcher", daemon=True).start()
+    threading.Thread(target=wait_then_stop, name="stop-with-watcher", daemon=True).start()
 
 
 def _read_int(path: Path, key: str) -> int | None:

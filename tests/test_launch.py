@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,8 @@ from gan_hpc.launchers.local import (
     trainer_pids,
 )
 from gan_hpc.launchers.registry import get_launcher
-from gan_hpc.trial_dir import TrialDir
+from gan_hpc.trial.checkpoint import list_step_checkpoints
+from gan_hpc.trial_dir import EXIT_REQUEUE, TrialDir
 from tests.helpers import small_frf_config
 
 # `python -m gan_hpc.trial.train TRIAL_DIR` finds this module first (the working directory leads
@@ -57,10 +57,11 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return package.parent
 
 
-def _trial(tmp_path: Path) -> TrialDir:
+def _trial(tmp_path: Path, config: TrialConfig | None = None) -> TrialDir:
     trial = TrialDir(tmp_path / "sweep" / "trials" / "trial_0000")
     trial.path.mkdir(parents=True)
-    trial.write_config(small_frf_config())  # a launcher reads the rank's thread count there
+    # a launcher reads the rank's thread count there
+    trial.write_config(config or small_frf_config())
     return trial
 
 
@@ -168,20 +169,27 @@ def test_trials_forked_by_the_warm_trainer_train_as_cold_ones_would(
     assert "signal quality" in log and "forked from the sweep's warm trainer" in log
 
 
-def test_a_forked_trial_dies_with_the_watcher_that_gave_it(tmp_path: Path) -> None:
-    """A fork is the warm trainer's child, yet a watcher's death ends it like a rank's."""
-    trial = _trial(tmp_path)
+def test_a_forked_trial_checkpoints_and_exits_when_its_watcher_dies(tmp_path: Path) -> None:
+    """A fork is the warm trainer's child, yet a watcher's death stops it as Ray stops a rank.
+
+    The fork gets SIGTERM, checkpoints at its next step and exits for a requeue, so a resumed
+    sweep repeats no step of it.
+    """
+    trial = _trial(tmp_path, small_frf_config(num_steps=100_000, eval_every_steps=200))
     trial.logs.mkdir()
     watcher = subprocess.Popen(["sleep", "300"])
     warm = LocalWarmTrainer(threads=1)
     try:
         rank = run_warm(warm.directory, _request(trial, watcher_pid=watcher.pid))
         assert rank is not None and rank.poll() is None
-        _wait(lambda: bool(trainer_pids([trial])), timeout_s=60)
+        _wait(lambda: bool(trial.read_metrics()), timeout_s=60)  # training, its stop handler set
         watcher.kill()
         watcher.wait()
         _wait(lambda: rank.poll() is not None, timeout_s=30)
-        assert rank.returncode == -signal.SIGKILL  # as the warm trainer reaped it
+        assert rank.returncode == EXIT_REQUEUE, rank.failure_summary()
+        status = trial.read_status()
+        assert status.state == "preempted" and 0 < status.step < 100_000
+        assert max(step for step, _ in list_step_checkpoints(trial.checkpoints)) == status.step
         assert warm.process.poll() is None  # the warm trainer itself serves on
     finally:
         watcher.kill()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from gan_hpc import warm_handover
@@ -50,3 +54,29 @@ def test_a_recycled_pid_is_never_taken_for_the_warm_trainer(tmp_path: Path) -> N
 def test_without_a_warm_trainer_the_rank_starts_cold(tmp_path: Path) -> None:
     assert run_warm(tmp_path, REQUEST) is None
     assert run_warm(tmp_path / "gone", REQUEST) is None
+
+
+def test_a_fork_that_ignores_sigterm_is_killed_once_its_grace_is_over(tmp_path: Path) -> None:
+    watcher = subprocess.Popen(["sleep", "300"])
+    stubborn = f"""
+import signal, time
+from pathlib import Path
+from gan_hpc import warm_handover
+signal.signal(signal.SIGTERM, lambda *_: Path({str(tmp_path / "sigterm")!r}).touch())
+warm_handover.stop_with({watcher.pid}, grace_s=0.5)
+Path({str(tmp_path / "ready")!r}).touch()
+time.sleep(60)
+"""
+    fork = subprocess.Popen([sys.executable, "-c", stubborn])
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ready").exists():
+            assert time.monotonic() < deadline and fork.poll() is None
+            time.sleep(0.05)
+        watcher.kill()
+        watcher.wait()
+        assert fork.wait(timeout=30) == -signal.SIGKILL
+        assert (tmp_path / "sigterm").exists()  # asked first
+    finally:
+        watcher.kill()
+        fork.kill()

@@ -57,7 +57,7 @@ class LocalWarmTrainer(WarmTrainer):
     The warm trainer imports them once, beside Ray's and Tune's start, then forks one process
     per trial a watcher gives it (:mod:`gan_hpc.warm_handover`): no trial waits for the
     imports, and no import competes with a running trial. It is a child of the driver's main
-    thread (``PR_SET_PDEATHSIG``); each forked trial dies with its watcher.
+    thread (``PR_SET_PDEATHSIG``); each forked trial stops with its watcher.
     """
 
     def __init__(self, threads: int) -> None:

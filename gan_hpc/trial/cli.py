@@ -149,7 +149,7 @@ def _run_forked(directory: Path, token: str, request: dict[str, Any]) -> int:
     code = EXIT_FAILED
     try:
         warm_handover.record_pid(directory, token, os.getpid())
-        warm_handover.die_with(int(request["watcher_pid"]))
+        warm_handover.stop_with(int(request["watcher_pid"]))
         os.environ.clear()
         os.environ.update(request["env"])
         # the log takes over stdout and stderr: what the trial prints lands where a cold
