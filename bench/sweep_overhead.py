@@ -7,13 +7,18 @@ times two short trials in this process and picks the step counts that take that 
 (``--steps`` gives step counts instead). One table prints every length with its ratio, the
 driver's peak memory (the CLI process, and Ray's own processes beside it) and Ray's start-up.
 
+Each length is measured ``--repeats`` times, a sweep and then its back-to-back run, and the
+median ratio printed with the range: on a shared machine one pair can be off by a tenth.
+
     python bench/sweep_overhead.py [--trials 4] [--trial-seconds 10 25] [--steps N ...]
+                                   [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -191,28 +196,44 @@ def main() -> None:
         help="trial lengths to measure, in seconds of training here",
     )
     parser.add_argument("--steps", type=int, nargs="+", help="generator steps per trial instead")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="sweep/back-to-back pairs per length; the median ratio is reported",
+    )
     args = parser.parse_args()
     if args.steps is None:
         with tempfile.TemporaryDirectory() as tmp:
             args.steps = steps_for_seconds(Path(tmp), args.trial_seconds)
-    rows = []
+    rows: list[list[Measured]] = []
     for num_steps in args.steps:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows.append(measure(Path(tmp), args.trials, num_steps))
+        pairs = []
+        for _ in range(args.repeats):  # each sweep right before its own back-to-back run
+            with tempfile.TemporaryDirectory() as tmp:
+                pairs.append(measure(Path(tmp), args.trials, num_steps))
+        rows.append(pairs)
     startup = ray_startup_s()
 
-    print(f"{args.trials} trials per sweep, one at a time (FIFO); the same trials back to back")
+    print(
+        f"{args.trials} trials per sweep, one at a time (FIFO); the same trials back to back; "
+        f"the median of {args.repeats} pairs, each pair's sweep just before its back-to-back run"
+    )
     header = (
         f"{'steps':>6s} {'trial s':>8s} {'back-to-back s':>15s} {'sweep s':>8s} "
-        f"{'sweep/b2b':>10s} {'s/trial':>8s} {'driver GiB':>11s} {'Ray GiB':>8s}"
+        f"{'sweep/b2b':>10s} {'range':>13s} {'s/trial':>8s} {'driver GiB':>11s} {'Ray GiB':>8s}"
     )
     print(header)
-    for row in rows:
+    for pairs in rows:
+        ratios = sorted(pair.ratio for pair in pairs)
+        row = min(pairs, key=lambda pair: abs(pair.ratio - statistics.median(ratios)))
         extra_per_trial = (row.sweep_wall_s - row.baseline_wall_s) / args.trials
+        spread = f"{ratios[0]:.3f}-{ratios[-1]:.3f}"
         print(
             f"{row.num_steps:6d} {row.trial_mean_s:8.1f} {row.baseline_wall_s:15.1f} "
-            f"{row.sweep_wall_s:8.1f} {row.ratio:10.3f} {extra_per_trial:8.2f} "
-            f"{row.driver_gib:11.2f} {row.ray_gib:8.2f}"
+            f"{row.sweep_wall_s:8.1f} {statistics.median(ratios):10.3f} {spread:>13s} "
+            f"{extra_per_trial:8.2f} {max(p.driver_gib for p in pairs):11.2f} "
+            f"{max(p.ray_gib for p in pairs):8.2f}"
         )
     print(f"ray.init in a fresh process: {startup:.2f} s")
 
