@@ -219,6 +219,27 @@ def test_a_forked_trial_outlives_its_warm_trainer_and_reports_its_own_exit(
         warm.close()
 
 
+def test_a_killed_drivers_warm_trainer_removes_its_directory(tmp_path: Path) -> None:
+    """The kernel sends the warm trainer SIGTERM as its driver dies: no directory is left."""
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from gan_hpc.launchers.local import LocalWarmTrainer; "
+            "warm = LocalWarmTrainer(threads=1); "
+            "print(warm.directory, warm.process.pid, flush=True); time.sleep(300)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    directory, pid = driver.stdout.readline().split()
+    driver.kill()  # while the warm trainer still imports: the SIGTERM waits for its handler
+    driver.wait()
+    _wait(lambda: not Path(directory).exists(), timeout_s=30)
+    _wait(lambda: _state(int(pid)) in ("Z", None), timeout_s=30)  # reaped or not, it ended
+
+
 def _request(trial: TrialDir, *, watcher_pid: int) -> dict[str, object]:
     """What a watcher gives the warm trainer for rank 0 of ``trial``, on one thread."""
     return {
@@ -227,6 +248,14 @@ def _request(trial: TrialDir, *, watcher_pid: int) -> dict[str, object]:
         "log": str(trial.logs / "rank-0.log"),
         "watcher_pid": watcher_pid,
     }
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter of ``pid`` (``Z``: ended, not reaped); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def _parent(pid: int) -> int:

@@ -268,14 +268,14 @@ def train_command(trial: TrialDir) -> list[str]:
     return [sys.executable, "-m", "gan_hpc.trial.train", str(trial.path)]
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this child when its launcher dies (Linux).
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this child when its launcher dies (Linux).
 
     A killed driver then leaves no orphaned ranks writing into the trial directory; the resumed
     sweep restarts them from their checkpoint.
     """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(_PR_SET_PDEATHSIG, sig)
     except OSError:
         pass

@@ -57,7 +57,8 @@ class LocalWarmTrainer(WarmTrainer):
     The warm trainer imports them once, beside Ray's and Tune's start, then forks one process
     per trial a watcher gives it (:mod:`gan_hpc.warm_handover`): no trial waits for the
     imports, and no import competes with a running trial. It is a child of the driver's main
-    thread (``PR_SET_PDEATHSIG``); each forked trial stops with its watcher.
+    thread (``PR_SET_PDEATHSIG``: SIGTERM, on which it removes its directory and exits); each
+    forked trial stops with its watcher.
     """
 
     def __init__(self, threads: int) -> None:
@@ -69,7 +70,7 @@ class LocalWarmTrainer(WarmTrainer):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=_warm_trainer_preexec,
         )
         warm_handover.advertise(self.directory, self.process.pid)
 
@@ -81,6 +82,16 @@ class LocalWarmTrainer(WarmTrainer):
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _warm_trainer_preexec() -> None:
+    """In the warm trainer, before it runs: SIGTERM when the driver dies, held until it can act.
+
+    It removes its directory on that SIGTERM (a killed driver leaves none behind); blocked
+    here, a SIGTERM sent while it imports waits for the handler (see ``serve_warm``).
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    die_with_parent(signal.SIGTERM)
 
 
 class ForkedTrial:

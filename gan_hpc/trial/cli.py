@@ -13,10 +13,13 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import torch
@@ -109,8 +112,9 @@ def serve_warm(directory: Path) -> int:
     their trials through ``DIR`` (:mod:`gan_hpc.warm_handover`): the arguments, environment and
     log file that a cold ``python -m gan_hpc.trial.train`` would get, and the watcher's pid. It
     forks one process per trial, records each one's pid and, once it has reaped it, its exit
-    status. It ends when the driver removes ``DIR``, or dies with the driver; a forked trial
-    lives on until it ends or its watcher does (see :mod:`gan_hpc.warm_handover`).
+    status. It ends when the driver removes ``DIR``, or when the driver dies (the kernel sends
+    it SIGTERM, and it removes ``DIR`` itself); a forked trial lives on until it ends or its
+    watcher does (see :mod:`gan_hpc.warm_handover`).
 
     It runs no torch operation before forking: torch sizes its thread pools in the forked
     process (``train.num_threads``), and CUDA initialises there. Should an import ever
@@ -120,6 +124,14 @@ def serve_warm(directory: Path) -> int:
         0 once the directory is gone; 1 when it cannot fork trials.
 
     """
+
+    def remove_directory_and_exit(signum: int, frame: FrameType | None) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        os._exit(EXIT_OK)
+
+    signal.signal(signal.SIGTERM, remove_directory_and_exit)
+    # the driver starts it with SIGTERM blocked: one sent before now is handled here
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _import_trial_dependencies()
     if torch.cuda.is_initialized():
         return EXIT_FAILED
@@ -127,9 +139,14 @@ def serve_warm(directory: Path) -> int:
     forked: dict[int, str] = {}  # pid -> request token
     while directory.is_dir():
         for token, request in warm_handover.take_requests(directory):
+            # blocked across the fork: a SIGTERM must never run this process's handler there
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
             pid = os.fork()
             if pid == 0:  # never returns into this loop, whatever happens in the trial
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 exit_without_teardown(_run_forked(directory, token, request))
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             forked[pid] = token
         while forked:
             pid, status = os.waitpid(-1, os.WNOHANG)
