@@ -7,7 +7,8 @@ importing beside it. The watchers, in Ray workers, give it their trials through 
 directory only this user can write (``tempfile.mkdtemp``), in small JSON files:
 
 ``server.json``
-    ``{"pid": N}``: the warm trainer, written by the driver as it starts it.
+    ``{"pid": N, "driver": M}``: the warm trainer and its driver, written by the driver as it
+    starts it.
 ``<token>.request``
     ``{"argv", "env", "log", "watcher_pid"}``: a trial, as a cold trainer would be started;
     written by a watcher under a token of its own. The warm trainer renames it to
@@ -50,13 +51,18 @@ def token_file(directory: Path, token: str, kind: str) -> Path:
 
 
 def advertise(directory: Path, pid: int) -> None:
-    """Name the warm trainer of ``directory`` (the driver, once it started it)."""
-    _write(directory / SERVER_FILE, {"pid": pid})
+    """Name the warm trainer of ``directory`` and its driver, this process."""
+    _write(directory / SERVER_FILE, {"pid": pid, "driver": os.getpid()})
 
 
 def server_pid(directory: Path) -> int | None:
     """The warm trainer's pid; None when the directory has none (or is gone)."""
     return _read_int(directory / SERVER_FILE, "pid")
+
+
+def driver_pid(directory: Path) -> int | None:
+    """The pid of the driver that started the warm trainer; None when unknown."""
+    return _read_int(directory / SERVER_FILE, "driver")
 
 
 def submit(directory: Path, request: dict[str, Any]) -> str:

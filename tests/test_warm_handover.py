@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from gan_hpc import warm_handover
-from gan_hpc.launchers.local import run_warm
+from gan_hpc.launchers.local import WARM_DIR_PREFIX, remove_stale_warm_directories, run_warm
 
 REQUEST = {"argv": ["trials/trial_0000"], "env": {}, "log": "rank-0.log", "watcher_pid": 1}
 
@@ -80,3 +84,28 @@ time.sleep(60)
     finally:
         watcher.kill()
         fork.kill()
+
+
+def test_a_dead_sweeps_warm_directory_is_removed_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm trainer killed with its driver's whole process group could not remove its own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+
+    def warm_directory(name: str, *, warm: int, driver: int, age_s: float) -> Path:
+        directory = tmp_path / f"{WARM_DIR_PREFIX}{name}"
+        directory.mkdir()
+        (directory / warm_handover.SERVER_FILE).write_text(
+            json.dumps({"pid": warm, "driver": driver})
+        )
+        os.utime(directory, (time.time() - age_s, time.time() - age_s))
+        return directory
+
+    dead = warm_directory("dead", warm=ended.pid, driver=ended.pid, age_s=600)
+    live_driver = warm_directory("live", warm=ended.pid, driver=os.getpid(), age_s=600)
+    young = warm_directory("young", warm=ended.pid, driver=ended.pid, age_s=0)
+    (tmp_path / "gan-hpc-warm-file").write_text("not a directory")
+    assert remove_stale_warm_directories() == 1
+    assert not dead.exists() and live_driver.is_dir() and young.is_dir()

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,8 @@ logger = get_logger(__name__)
 
 CANCEL_GRACE_S = 30.0  # how long a cancelled trial may take to checkpoint before SIGKILL
 STDERR_TAIL_LINES = 20
+WARM_DIR_PREFIX = "gan-hpc-warm-"  # a warm trainer's directory, under the temporary directory
+STALE_WARM_DIR_S = 60.0  # a younger one may not have its server.json yet
 LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
 
 
@@ -62,7 +65,7 @@ class LocalWarmTrainer(WarmTrainer):
     """
 
     def __init__(self, threads: int) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="gan-hpc-warm-"))
+        self.directory = Path(tempfile.mkdtemp(prefix=WARM_DIR_PREFIX))
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             warm_trainer_command(self.directory),
@@ -82,6 +85,37 @@ class LocalWarmTrainer(WarmTrainer):
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def remove_stale_warm_directories(min_age_s: float = STALE_WARM_DIR_S) -> int:
+    """Remove this user's warm directories whose warm trainer and driver have both ended.
+
+    A warm trainer removes its directory when its driver dies, unless it was killed with it
+    (a SIGKILL to the driver's whole process group): the next local sweep then removes it. A
+    directory younger than ``min_age_s`` may not name its warm trainer yet, and is kept.
+
+    Returns:
+        how many directories were removed.
+
+    """
+    removed = 0
+    for directory in Path(tempfile.gettempdir()).glob(f"{WARM_DIR_PREFIX}*"):
+        try:
+            info = directory.lstat()
+        except OSError:
+            continue
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != os.getuid()
+            or time.time() - info.st_mtime < min_age_s
+        ):
+            continue
+        pids = (warm_handover.server_pid(directory), warm_handover.driver_pid(directory))
+        if any(pid is not None and _alive(pid) for pid in pids):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _warm_trainer_preexec() -> None:
@@ -253,6 +287,7 @@ class LocalLauncher(Launcher):
     @contextlib.contextmanager
     def warm_trainer(self, spec: LaunchSpec, num_threads: int | None) -> Iterator[LocalWarmTrainer]:
         """A warm trainer for the sweep's watchers, started now (see :class:`LocalWarmTrainer`)."""
+        remove_stale_warm_directories()
         warm = LocalWarmTrainer(num_threads or max(1, int(spec.cpus_per_trial // spec.world_size)))
         try:
             yield warm
