@@ -40,7 +40,7 @@ logger = get_logger(__name__)
 CANCEL_GRACE_S = 30.0  # how long a cancelled trial may take to checkpoint before SIGKILL
 STDERR_TAIL_LINES = 20
 WARM_DIR_PREFIX = "gan-hpc-warm-"  # a warm trainer's directory, under the temporary directory
-STALE_WARM_DIR_S = 60.0  # a younger one may not have its server.json yet
+STALE_WARM_DIR_S = 10.0  # a younger one may not have its server.json yet
 LEFTOVER_GRACE_S = 20.0  # a leftover trainer gets this long to checkpoint on SIGTERM
 
 
