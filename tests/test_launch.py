@@ -240,6 +240,18 @@ def test_a_killed_drivers_warm_trainer_removes_its_directory(tmp_path: Path) -> 
     _wait(lambda: _state(int(pid)) in ("Z", None), timeout_s=30)  # reaped or not, it ended
 
 
+def test_a_warm_trainer_stopped_while_its_driver_lives_keeps_its_directory() -> None:
+    """Its driver's watchers may still read their forks' exit files there."""
+    warm = LocalWarmTrainer(threads=1)
+    try:
+        warm.process.terminate()
+        assert warm.process.wait(timeout=60) == 0
+        assert warm.directory.is_dir()
+    finally:
+        warm.close()
+    assert not warm.directory.exists()
+
+
 def _request(trial: TrialDir, *, watcher_pid: int) -> dict[str, object]:
     """What a watcher gives the warm trainer for rank 0 of ``trial``, on one thread."""
     return {

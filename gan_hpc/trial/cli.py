@@ -126,7 +126,10 @@ def serve_warm(directory: Path) -> int:
     """
 
     def remove_directory_and_exit(signum: int, frame: FrameType | None) -> None:
-        shutil.rmtree(directory, ignore_errors=True)
+        # its driver died (no longer its parent): nobody else will remove the directory; a
+        # live driver's watchers still read their forks' exit files there
+        if os.getppid() != warm_handover.driver_pid(directory):
+            shutil.rmtree(directory, ignore_errors=True)
         os._exit(EXIT_OK)
 
     signal.signal(signal.SIGTERM, remove_directory_and_exit)
