@@ -149,10 +149,11 @@ class ForkedTrial:
         """None while it runs, else its exit status."""
         if self.returncode is not None:
             return self.returncode
+        # looked at before the read: once both have exited, the status is written if ever
+        both_exited = _has_exited(self._pidfd) and _has_exited(self._server_fd)
         code = warm_handover.read_exit(self.directory, self.token)
-        if code is None and _has_exited(self._pidfd) and _has_exited(self._server_fd):
-            code = warm_handover.read_exit(self.directory, self.token)
-            code = -signal.SIGKILL if code is None else code
+        if code is None and both_exited:
+            code = -signal.SIGKILL
         if code is not None:
             self.returncode = code
             for fd in (self._pidfd, self._server_fd):
