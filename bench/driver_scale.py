@@ -42,9 +42,11 @@ from pathlib import Path
 
 import yaml
 
+from gan_hpc.sweep import worker_forkserver as forkserver
+
 OLD_REFRESH_S = 5.0  # the per-watcher rule this replaces: one squeue per job every 5 s
 START_TIMEOUT_S = 900.0
-PROCESS_KINDS = ("driver", "watcher", "idle", "ray")
+PROCESS_KINDS = ("driver", "watcher", "client", "server", "idle", "ray")
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own, titled like actors
 
 
@@ -135,13 +137,23 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 def process_kind(pid: int, driver_pid: int) -> str:
-    """Which of PROCESS_KINDS a process is: driver, watcher, idle or ray (Ray's own)."""
+    """Which of PROCESS_KINDS a process is.
+
+    driver; watcher (a Tune trial's actor, forked by the fork server); client (the process Ray
+    started for that watcher, which waits for it); server (the fork server); idle (Ray's idle
+    workers) or ray (Ray's own processes).
+    """
     if pid == driver_pid:
         return "driver"
     try:
-        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "ray"
+    title = argv[0].decode(errors="replace")
+    if argv[1:3] == [b"-m", forkserver.MODULE.encode()]:
+        return "server" if argv[3:4] == [b"serve"] else "client"
+    if argv[2:3] == [forkserver.WAITER.encode()]:
+        return "client"
     if title.startswith("ray::IDLE"):
         return "idle"
     if not title.startswith("ray::") or title.startswith(RAY_AGENTS):
@@ -287,13 +299,14 @@ def main() -> None:
         f"(any Tune trial's actor) {tune_mib:.0f} MiB"
     )
     print(f"window {args.window_s:.0f} s with all trials running; calls = squeue + sacct per min")
-    print("memory: summed over the driver and every process under it, at the peak; the last five")
-    print("columns split the PSS (MiB): the driver, each watcher (and as a ratio of the floor),")
-    print("idle workers and Ray's own processes. Each row is printed once measured.")
+    print("memory: summed over the driver and every process under it, at the peak; the last six")
+    print("columns split the PSS (MiB): the driver, each watcher with the client Ray started for")
+    print("it (and as a ratio of the floor), the fork server, idle workers and Ray's own")
+    print("processes. Each row is printed once measured.")
     print(
         f"{'trials':>6s} {'calls before':>12s} {'calls after':>11s} {'ratio':>6s} "
         f"{'sdiag squeue':>12s} {'RSS GiB':>8s} {'PSS GiB':>8s} {'PSS/trial':>9s} "
-        f"{'driver':>7s} {'each':>6s} {'vs floor':>8s} {'idle':>6s} {'ray':>6s}",
+        f"{'driver':>7s} {'each':>6s} {'vs floor':>8s} {'server':>6s} {'idle':>6s} {'ray':>6s}",
         flush=True,
     )
     with (
@@ -304,13 +317,14 @@ def main() -> None:
         for num_trials in args.trials:
             row = measure(num_trials, args.window_s, Path(tmp))
             ratio = row["before"] / row["after"] if row["after"] else math.inf
-            each = row["watcher_mib"] / max(row["num_watchers"], 1)
+            # a watcher and the client Ray started for it
+            each = (row["watcher_mib"] + row["client_mib"]) / max(row["num_watchers"], 1)
             print(
                 f"{num_trials:6d} {row['before']:12.1f} {row['after']:11.1f} {ratio:6.1f} "
                 f"{row['sdiag']:12.1f} {row['rss_gib']:8.2f} {row['pss_gib']:8.2f} "
                 f"{row['pss_gib'] * 1024 / num_trials:7.0f}MB "
                 f"{row['driver_mib']:7.0f} {each:6.0f} {each / tune_mib:8.2f} "
-                f"{row['idle_mib']:6.0f} {row['ray_mib']:6.0f}",
+                f"{row['server_mib']:6.0f} {row['idle_mib']:6.0f} {row['ray_mib']:6.0f}",
                 flush=True,
             )
     print("targets: 32 trials within 2 GiB of driver memory in all, 100 within 4 GiB")

@@ -156,8 +156,7 @@ def run_sweep(
                 return sweep_tune.update_leaderboard(spec, sweep_dir)
             # one scheduler query per interval for all trials' jobs, for this run's watchers
             with launcher.watch_jobs(launch_spec_for(spec, driver_token=token), sweep_dir):
-                sweep_tune.start_ray(ray_cpus)
-                try:
+                with sweep_tune.ray_runtime(ray_cpus):
                     baselines.check_data()  # unreadable data stops the sweep before any trial
                     sweep_tune.fit(
                         spec,
@@ -168,8 +167,6 @@ def run_sweep(
                         emit=emit,
                         use_bar=use_bar,
                     )
-                finally:
-                    sweep_tune.stop_ray()
         SweepSearcher(spec, str(sweep_dir)).reconcile()  # tell the study what ended last
         baselines.finish()
         return sweep_tune.update_leaderboard(spec, sweep_dir)

@@ -1,7 +1,8 @@
 """Sweeps on Ray Tune: OptunaSearch proposes, ASHA stops early, a light watcher runs each trial.
 
 The driver's procedure (lock, reconcile, start, end) is :mod:`gan_hpc.sweep.driver`; this module
-holds what it runs on Ray: the runtime (:func:`start_ray`), the Tuner (:func:`build_tuner`,
+holds what it runs on Ray: the runtime (:func:`ray_runtime`, its workers forked by
+:mod:`gan_hpc.sweep.worker_forkserver`), the Tuner (:func:`build_tuner`,
 :func:`fit`), ASHA on the trial's own step (:class:`SweepASHA`) and the live view's callbacks.
 The searcher and its Optuna study are in :mod:`gan_hpc.sweep.optuna_search`. Each Tune trial is
 a :class:`~gan_hpc.sweep.watcher.TrialWatcher`: it starts (or re-attaches to) the trial's ranks
@@ -14,11 +15,12 @@ directories, the Optuna study, metrics for ASHA), so nothing depends on when Tun
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from gan_hpc.sweep.watcher import (
     SweepContext,
     TrialWatcher,
 )
+from gan_hpc.sweep.worker_forkserver import forkserver
 from gan_hpc.trial_dir import TrialDir
 
 logger = get_logger(__name__)
@@ -288,8 +291,22 @@ def update_leaderboard(spec: SweepSpec, sweep_dir: Path) -> Any:
     return leaderboard
 
 
-def start_ray(num_cpus: int | None) -> None:
-    """Start a local Ray runtime with its console noise kept out of the way."""
+@contextlib.contextmanager
+def ray_runtime(num_cpus: int | None) -> Iterator[None]:
+    """A local Ray runtime whose workers fork from a server that imported them (the watchers)."""
+    with forkserver() as worker_command:
+        start_ray(num_cpus, worker_command)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+def start_ray(num_cpus: int | None, worker_command: str | None = None) -> None:
+    """Start a local Ray runtime with its console noise kept out of the way.
+
+    ``worker_command`` starts each of its workers (Ray's ``py_executable``); None: Ray's own.
+    """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then really prints nothing
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's own CSV, JSON and TensorBoard loggers copy what each trial directory already has;
@@ -306,9 +323,5 @@ def start_ray(num_cpus: int | None) -> None:
         log_to_driver=False,
         logging_level=logging.ERROR,
         ignore_reinit_error=True,
+        runtime_env={"py_executable": worker_command} if worker_command else None,
     )
-
-
-def stop_ray() -> None:
-    """Stop the local Ray runtime (its processes and the watchers in them)."""
-    ray.shutdown()
