@@ -62,15 +62,18 @@ PRELOADED_MODULES = (
     "ray.tune",
     "gan_hpc.sweep.watcher",
 )
-# set before those imports, so that the server stays one thread: OpenBLAS starts a thread per
-# core as numpy loads, and pyarrow's jemalloc a background thread
+# of those, what the server imports as it starts, while the driver starts Ray: none of them
+# reads Ray's configuration, which Ray's own modules fix from the environment they load in
+EARLY_MODULES = ("numpy", "pandas", "pyarrow", "yaml")
+# the server's environment, so that it stays one thread: OpenBLAS starts a thread per core as
+# numpy loads, and pyarrow's jemalloc a background thread
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
 LISTENER, WAKEUP = -1, -2  # the server's own selector keys; a client's key is its fork's pid
 # the client once its fork runs: the fork's status from the server (fd 3), or, were the server
 # gone, the fork's end
 WAITER = (
     'IFS= read -r status <&3 && exit "$status"; while kill -0 "$1" 2>/dev/null; do sleep 1; done'
 )
-SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
 
 
 @contextlib.contextmanager
@@ -85,6 +88,7 @@ def forkserver() -> Iterator[str | None]:
     process = subprocess.Popen(
         [sys.executable, "-m", MODULE, "serve", address],
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **SINGLE_THREAD_ENV},
         preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no lock is taken
     )
     try:
@@ -265,7 +269,7 @@ class ForkServer:
 
         os.environ.clear()
         os.environ.update(env)
-        os.environ.update(SINGLE_THREAD_ENV)
+        os.environ.update(SINGLE_THREAD_ENV)  # for what Ray's modules import in turn
         self.ray_env = _ray_env(env)
         try:
             for name in PRELOADED_MODULES:
@@ -273,13 +277,18 @@ class ForkServer:
             spec = importlib.util.find_spec("ray._private.workers.default_worker")
             self.worker_script = os.path.realpath(spec.origin) if spec and spec.origin else ""
         except Exception as error:  # noqa: BLE001 - any failure means cold starts, not none
-            self.cold_reason = f"preloading failed: {error}"
+            self._go_cold(f"preloading failed: {error}")
             return
         threads = len(os.listdir("/proc/self/task"))
         if threads != 1:
-            self.cold_reason = f"the server runs {threads} threads after its imports"
+            self._go_cold(f"the server runs {threads} threads after its imports")
         gc.collect()
         gc.freeze()  # the collector then leaves the shared pages alone in the forks
+
+    def _go_cold(self, reason: str) -> None:
+        """From now on, every worker starts cold; the driver's log says why."""
+        self.cold_reason = reason
+        sys.stderr.write(f"gan-hpc: Ray's workers start cold: {reason}\n")
 
     def _become_worker(
         self, request: dict[str, Any], fds: list[int], connection: socket.socket
@@ -353,7 +362,10 @@ def _ray_env(env: dict[str, str]) -> dict[str, str]:
 def main(argv: list[str]) -> None:
     """``serve ADDRESS`` (the driver's server) or ``run ADDRESS WORKER_ARGV...`` (Ray's worker)."""
     if len(argv) >= 2 and argv[0] == "serve":
-        ForkServer(argv[1]).serve_forever()
+        server = ForkServer(argv[1])  # listening: the driver's Ray may start now
+        for name in EARLY_MODULES:
+            __import__(name)
+        server.serve_forever()
     elif len(argv) >= 3 and argv[0] == "run":
         run_worker(argv[1], argv[2:])
     else:
