@@ -12,16 +12,21 @@ watched for ``--window-s`` seconds, then interrupted (its jobs are cancelled). P
   gcs_server, raylet, workers and actors), summed RSS and summed PSS (``/proc/PID/smaps_rollup``;
   PSS counts shared pages once, closer to what a job's cgroup is charged), peak over the window,
   and per watched trial;
-- where the PSS goes at the peak: the driver process, the watcher actors (Tune's trial actors,
-  with their mean), Ray's idle workers and Ray's own processes (gcs_server, raylet, agents...);
+- where the PSS goes at the peak: the driver process, the watchers (Tune's trial actors, forked
+  by the sweep's fork server, each with the small client process Ray started for it), the fork
+  server, Ray's idle workers and Ray's own processes (gcs_server, raylet, agents...);
 - the floor under one watcher, measured in the same run: a bare Ray actor, and one that has
   imported ``ray.tune`` (what any Tune trial's actor loads: pandas, pyarrow, ray.data, ray.train),
-  and the watcher's mean PSS as a ratio of the latter.
+  and the watcher's mean PSS (with the client Ray started for it) as a ratio of the latter;
+- after the rows, the least-squares line through them, projected to ``--project`` trials. Each
+  tiny trainer holds about 0.44 GiB, so 100 of them do not fit on the 24-GiB test node: that
+  figure is a projection, and is printed as one.
 
 The test node has 2 CPUs: the partition is oversubscribed for the run (``scontrol update
 PartitionName=... OverSubscribe=FORCE:K``) and restored to its setting afterwards.
 
     python bench/driver_scale.py [--trials 2 8 32] [--window-s 60] [--partition debug]
+        [--project 100]
 """
 
 from __future__ import annotations
@@ -291,6 +296,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--window-s", type=float, default=60.0)
     parser.add_argument("--partition", default="debug")
+    parser.add_argument(
+        "--project",
+        type=int,
+        default=100,
+        help="trials to project the memory line to (100 tiny trainers need ~45 GB on one node)",
+    )
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     bare_mib, tune_mib = tune_floor_pss_mib()
@@ -314,8 +325,10 @@ def main() -> None:
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
         oversubscribed(args.partition, math.ceil(max(args.trials) / cpus) + 1),
     ):
+        measured: list[tuple[int, float]] = []  # (trials, PSS GiB)
         for num_trials in args.trials:
             row = measure(num_trials, args.window_s, Path(tmp))
+            measured.append((num_trials, row["pss_gib"]))
             ratio = row["before"] / row["after"] if row["after"] else math.inf
             # a watcher and the client Ray started for it
             each = (row["watcher_mib"] + row["client_mib"]) / max(row["num_watchers"], 1)
@@ -327,7 +340,25 @@ def main() -> None:
                 f"{row['server_mib']:6.0f} {row['idle_mib']:6.0f} {row['ray_mib']:6.0f}",
                 flush=True,
             )
+    if len(measured) >= 2:
+        fixed, per_trial = fit_line(measured)
+        print(
+            f"least-squares line through the rows: {fixed:.2f} GiB + {per_trial * 1024:.1f} MiB "
+            f"per trial; at {args.project} trials: {fixed + per_trial * args.project:.2f} GiB "
+            "(projected, not measured)"
+        )
     print("targets: 32 trials within 2 GiB of driver memory in all, 100 within 4 GiB")
+
+
+def fit_line(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line through ``points``."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum(
+        (x - mean_x) ** 2 for x, _ in points
+    )
+    return mean_y - slope * mean_x, slope
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_the_driver_jobs_memory_grows_with_the_trials_it_watches() -> None:
         script = render_driver_script(slurm, watched_trials=trials, job_name="d", log_path="l")
         return next(line for line in script.splitlines() if line.startswith("#SBATCH --mem="))
 
-    assert memory_line(SlurmConfig(), 2) == "#SBATCH --mem=1536MB"  # 1 + 0.3, rounded up
-    assert memory_line(SlurmConfig(), 32) == "#SBATCH --mem=6GB"  # 1 + 4.8 -> 6
-    assert memory_line(SlurmConfig(), 100) == "#SBATCH --mem=16GB"  # 1 + 15
+    assert memory_line(SlurmConfig(), 2) == "#SBATCH --mem=1536MB"  # 1 + 0.1, rounded up
+    assert memory_line(SlurmConfig(), 32) == "#SBATCH --mem=3GB"  # 1 + 1.6 -> 3
+    assert memory_line(SlurmConfig(), 100) == "#SBATCH --mem=6GB"  # 1 + 5
     assert memory_line(SlurmConfig(driver_mem_gb=3), 100) == "#SBATCH --mem=3GB"

@@ -44,8 +44,8 @@ RETIRED_KEYS = {
 }
 
 # Measured by bench/driver_scale.py as PSS (what the job's cgroup is charged), plus margin:
-DRIVER_BASE_GB = 1.0  # the driver process and Ray's own processes: 0.7 GiB (0.75 GB)
-DRIVER_GB_PER_TRIAL = 0.15  # one watcher actor per running trial: 0.12 GiB (0.13 GB)
+DRIVER_BASE_GB = 1.0  # the driver, the watchers' fork server and Ray's own: 0.6 GiB (0.62 GB)
+DRIVER_GB_PER_TRIAL = 0.05  # one forked watcher per running trial: 32 MiB (0.034 GB)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,9 +75,9 @@ class SlurmConfig:
     def driver_memory_gb(self, watched_trials: int) -> float:
         """The driver job's memory: ``driver_mem_gb``, or sized by its concurrent trials.
 
-        Each watched trial is one Ray actor process (about 0.12 GiB PSS, measured by
-        ``bench/driver_scale.py``, nearly all of it what any Tune trial's actor loads) on top of
-        the driver and Ray's own processes (about 0.75 GiB); the size is rounded up to half a GB.
+        Each watched trial is one Ray actor process, forked from the sweep's fork server (about
+        32 MiB PSS each, measured by ``bench/driver_scale.py``), on top of the driver, the fork
+        server and Ray's own processes (about 0.6 GiB); the size is rounded up to half a GB.
         """
         if self.driver_mem_gb is not None:
             return self.driver_mem_gb

@@ -38,8 +38,8 @@ DRIVER_HEADER = """
 # trap asks SLURM to requeue the job, and SLURM then stops the driver (the trial jobs keep
 # running). The requeued job starts this script again, which restores the sweep.
 #
-# Memory: 1 GB plus 0.15 GB per trial watched at once (tune.max_concurrent_trials; each is a
-# Ray actor process); slurm.driver_mem_gb sets it outright.
+# Memory: 1 GB plus 0.05 GB per trial watched at once (tune.max_concurrent_trials; each is a
+# Ray actor process forked from the sweep's fork server); slurm.driver_mem_gb sets it outright.
 """
 DRIVER_BODY = """
 job=${SLURM_JOB_ID:?run this script with sbatch}
