@@ -47,6 +47,19 @@ def test_the_server_forks_only_rays_worker_of_its_own_job_with_its_streams(
         assert server._refusal(ours, _request(), [0, 1, 2]) == server.cold_reason
 
 
+def test_malformed_requests_get_no_fork_and_the_server_keeps_serving() -> None:
+    with worker_forkserver.forkserver() as command:
+        assert command is not None
+        address = "\0" + command.split()[-1]
+        for junk in (b"not json\n", b'{"argv": "x", "env": {}, "cwd": "/"}\n', b"[]\n"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(address)
+                socket.send_fds(client, [junk], [0, 1, 2])
+                assert client.recv(100) == b""  # closed without a fork
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(address)  # an abstract socket is gone with its process
+
+
 def _waiter_of(pid: int) -> int | None:
     """The client (waiter shell) Ray started for the forked worker ``pid``."""
     for entry in Path("/proc").iterdir():

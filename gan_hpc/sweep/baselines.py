@@ -3,13 +3,15 @@
 Scoring loads the data, torch, scikit-learn and scipy. In the driver they would stay loaded for
 the whole sweep (about 0.2 GiB) and their seconds would come before the first trial. The child
 (``python -m gan_hpc.sweep.baselines SWEEP_DIR``) first reads the data, so a file that cannot be
-read still stops the sweep with one line, then scores at a lower priority (the driver waits for
-the scores only at the sweep's end) and writes the file atomically. It dies with the driver;
-the next driver scores again unless the file is there for the same settings.
+read still stops the sweep with one line, then imports the scorers and scores at a lower
+priority (the driver waits for the scores only at the sweep's end) and writes the file
+atomically. It dies with the driver; the next driver scores again unless the file is there for
+the same settings.
 
-The child speaks in lines on its stdout: ``message <text>`` for the live view, ``loaded`` once
-the data is read, ``error <text>`` for a one-line error. Anything else it prints, a traceback
-included, goes to ``<sweep_dir>/baselines.log``.
+The child speaks in lines on its stdout: ``loaded`` once the data is read, ``message <text>``
+for the live view, ``error <text>`` for a one-line error. The driver reads up to ``loaded`` as
+the sweep starts and the rest at its end. Anything else the child prints, a traceback included,
+goes to ``<sweep_dir>/baselines.log``.
 """
 
 from __future__ import annotations
@@ -86,24 +88,19 @@ def main(argv: Sequence[str]) -> int:
     """``python -m gan_hpc.sweep.baselines SWEEP_DIR``: read the data, then score the baselines."""
     (sweep_dir,) = (Path(arg) for arg in argv)
     try:
-        from gan_hpc.bundle.scoring import write_baselines
         from gan_hpc.data.datasets import load_dataset
 
         config = read_spec(sweep_dir).base
         data = load_dataset(config.data)
+        _say(_LOADED)  # the driver goes on; it reads what follows at the sweep's end
         # the scoring is not awaited before the sweep's end: it takes the CPU the driver's
-        # start-up, the first trainer and the trials leave over
+        # start-up, the first trainer and the trials leave over, its imports included
         os.nice(SCORING_NICENESS)
-        # the driver goes on at "loaded": its live view gets the scoring's message first
-        messages: list[str] = []
+        from gan_hpc.bundle.scoring import write_baselines
 
-        def emit(text: str) -> None:
-            messages.append(text)
-            _say(_MESSAGE + text, _LOADED)
-
-        write_baselines(sweep_dir / BASELINES_FILE, config, data=data, emit=emit)
-        if not messages:  # the file was kept, or quality is off: nothing was scored
-            _say(_LOADED)
+        write_baselines(
+            sweep_dir / BASELINES_FILE, config, data=data, emit=lambda text: _say(_MESSAGE + text)
+        )
     except GanHpcError as exc:
         _say(_ERROR + str(exc).replace("\n", " "))
         return 1

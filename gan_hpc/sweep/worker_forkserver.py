@@ -211,7 +211,7 @@ class ForkServer:
                 message += more
             connection.settimeout(None)
             if message.endswith(b"\n"):  # empty: the driver's probe
-                pid = self._start(connection, json.loads(message), fds)
+                pid = self._start(connection, _parse_request(message), fds)
         except (OSError, ValueError):
             pass
         finally:
@@ -250,7 +250,7 @@ class ForkServer:
             return "another user's request"
         if len(fds) != 3:
             return "no standard streams"
-        env = {str(key): str(value) for key, value in request["env"].items()}
+        env = request["env"]
         if self.ray_env is None:
             self._preload(env)
         if self.cold_reason:
@@ -353,6 +353,21 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 connection.sendall(b"%d\n" % (status if status >= 0 else 128 - status))
             connection.close()
+
+
+def _parse_request(message: bytes) -> dict[str, Any]:
+    """A client's request, checked: ``argv`` (strings), ``env`` (strings) and ``cwd``."""
+    request = json.loads(message)
+    if not (
+        isinstance(request, dict)
+        and isinstance(request.get("argv"), list)
+        and all(isinstance(arg, str) for arg in request["argv"])
+        and isinstance(request.get("env"), dict)
+        and all(isinstance(value, str) for value in request["env"].values())
+        and isinstance(request.get("cwd"), str)
+    ):
+        raise ValueError("a malformed request")
+    return request
 
 
 def _ray_env(env: dict[str, str]) -> dict[str, str]:
