@@ -51,7 +51,7 @@ from gan_hpc.sweep.watcher import (
     SweepContext,
     TrialWatcher,
 )
-from gan_hpc.sweep.worker_forkserver import first_task, forkserver
+from gan_hpc.sweep.worker_forkserver import forkserver
 from gan_hpc.trial_dir import TrialDir
 
 logger = get_logger(__name__)
@@ -325,7 +325,3 @@ def start_ray(num_cpus: int | None, worker_command: str | None = None) -> None:
         ignore_reinit_error=True,
         runtime_env={"py_executable": worker_command} if worker_command else None,
     )
-    if worker_command:
-        # a first worker, at once: the fork server imports Ray and Tune for it while the driver
-        # builds its Tuner, not when the first trial's watcher starts
-        ray.remote(num_cpus=0, max_calls=1)(first_task).remote()

@@ -102,10 +102,6 @@ def forkserver() -> Iterator[str | None]:
             process.wait()
 
 
-def first_task() -> None:
-    """A task for the sweep's first Ray worker: the server imports for it; the worker exits."""
-
-
 def _client_command(address: str) -> str:
     """The command Ray runs, with a worker's arguments after it, to start that worker."""
     return " ".join(shlex.quote(part) for part in (sys.executable, "-m", MODULE, "run", address))
