@@ -39,7 +39,7 @@ DRIVER_HEADER = """
 # running). The requeued job starts this script again, which restores the sweep.
 #
 # Memory: 1 GB plus 0.05 GB per trial watched at once (tune.max_concurrent_trials; each is a
-# Ray actor process forked from the sweep's fork server); slurm.driver_mem_gb sets it outright.
+# Ray worker forked by the sweep's fork server); slurm.driver_mem_gb sets it outright.
 """
 DRIVER_BODY = """
 job=${SLURM_JOB_ID:?run this script with sbatch}
