@@ -243,9 +243,8 @@ class ForkServer:
 
     def _refusal(self, connection: socket.socket, request: dict[str, Any], fds: list[int]) -> str:
         """Why ``request`` must start cold; empty when it can be forked."""
-        uid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[
-            1
-        ]
+        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        _pid, uid, _gid = struct.unpack("3i", credentials)
         if uid != os.getuid():
             return "another user's request"
         if len(fds) != 3:
