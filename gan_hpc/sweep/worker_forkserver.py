@@ -202,18 +202,11 @@ class ForkServer:
         fds: list[int] = []
         pid = None
         try:
-            connection.settimeout(REQUEST_TIMEOUT_S)
-            message, fds, _flags, _address = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
-            while message and not message.endswith(b"\n") and len(message) < MAX_REQUEST_BYTES:
-                more = connection.recv(MAX_REQUEST_BYTES)
-                if not more:
-                    break
-                message += more
-            connection.settimeout(None)
-            if message.endswith(b"\n"):  # empty: the driver's probe
+            message, fds = _receive_request(connection)
+            if message:  # empty: the driver's probe, or less than a line
                 pid = self._start(connection, _parse_request(message), fds)
         except (OSError, ValueError):
-            pass
+            pid = None  # a client that went away or sent nonsense gets no fork
         finally:
             for fd in fds:
                 os.close(fd)
@@ -297,7 +290,7 @@ class ForkServer:
 
         code = 1
         try:
-            signal.set_wakeup_fd(-1)
+            os.close(signal.set_wakeup_fd(-1))  # the write end of the server's wakeup pipe
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.selector.close()
             for open_socket in (self.listener, connection, *self.forks.values()):
@@ -352,6 +345,24 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 connection.sendall(b"%d\n" % (status if status >= 0 else 128 - status))
             connection.close()
+
+
+def _receive_request(connection: socket.socket) -> tuple[bytes, list[int]]:
+    """A client's request line (empty if it sent less) and the fds attached to it."""
+    connection.settimeout(REQUEST_TIMEOUT_S)
+    message, fds, _flags, _address = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
+    try:
+        while message and not message.endswith(b"\n") and len(message) < MAX_REQUEST_BYTES:
+            more = connection.recv(MAX_REQUEST_BYTES)
+            if not more:
+                break
+            message += more
+        connection.settimeout(None)
+    except OSError:  # timed out, or gone: the fds are nobody's
+        for fd in fds:
+            os.close(fd)
+        raise
+    return (message if message.endswith(b"\n") else b""), fds
 
 
 def _parse_request(message: bytes) -> dict[str, Any]:
